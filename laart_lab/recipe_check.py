@@ -1,0 +1,210 @@
+"""Validate a recipe and report every problem at once (``laart-lab check``).
+
+jsonargparse stops at the first error it meets. Before a long run a user wants the whole list, so
+this walks the recipe itself: each ``class_path`` is resolved (registered names included), each
+``init_args`` key is checked against the component's signature (with the accepted names listed and
+the closest one suggested), each value is type-checked by jsonargparse on its own, and nested
+components are checked recursively. If the recipe is clean it is then built for real through
+:class:`laart_lab.cli.LaartCLI` (parse + instantiate, no training) and the data module is set up,
+which catches what only construction can reveal (a missing data file, a bad value).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import difflib
+import importlib
+import inspect
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import ArgumentParser
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.loggers import Logger
+
+from laart_lab import component_names
+from laart_lab.registry import PluginError, get_registry
+
+TOP_LEVEL_KEYS = {"seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler", "ckpt_path"}
+SPEC_KEYS = {"class_path", "init_args", "dict_kwargs"}
+
+
+def check_recipe(path: str | Path, instantiate: bool = True) -> list[str]:
+    """Every problem found in the recipe at ``path`` (an empty list means it is fine)."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        from laart_lab.recipes import list_recipes
+
+        names = ", ".join(recipe.name for recipe in list_recipes())
+        return [f"no recipe file at {path}. Shipped recipes (usable by name): {names}"]
+    except yaml.YAMLError as err:
+        return [f"{path} is not valid YAML: {err}"]
+    if not isinstance(config, dict):
+        return [f"{path} must be a YAML mapping with keys like trainer, model, data; got {type(config).__name__}"]
+
+    problems: list[str] = []
+    for key in config:
+        if key not in TOP_LEVEL_KEYS:
+            problems.append(_unknown_key(key, "the recipe's top level", sorted(TOP_LEVEL_KEYS)))
+    try:
+        get_registry()
+    except PluginError as err:
+        return [str(err)]
+    if isinstance(config.get("trainer"), dict):
+        problems += _check_init_args(Trainer, config["trainer"], "trainer", "Trainer")
+    elif config.get("trainer") is not None:
+        problems.append("trainer: must be a mapping of Trainer arguments")
+    data_class = None
+    if "data" in config:
+        data_class = _check_spec(config["data"], LightningDataModule, "data", problems)
+    if "model" in config:
+        skip_required = set()
+        if data_class is not None and hasattr(data_class, "data_facts"):
+            skip_required = {"*"}  # facts fill model args at build time; the build step checks them
+        _check_spec(config["model"], LightningModule, "model", problems, skip_required=skip_required)
+    else:
+        problems.append("model: missing. A recipe needs a `model:` with a class_path (see `laart-lab recipes`).")
+
+    if not problems and instantiate:
+        problems += _build(path)
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+def _unknown_key(key: str, where: str, accepted: list[str]) -> str:
+    message = f"{where} has no argument {key!r}."
+    close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+    if close:
+        message += f" Did you mean {close[0]!r}?"
+    return message + f" It accepts: {', '.join(accepted) if accepted else '(no arguments)'}."
+
+
+def _check_spec(spec: Any, base: type, where: str, problems: list[str], skip_required: set[str] | None = None) -> type | None:
+    """Check one ``{class_path, init_args}`` spec against ``base``; return the resolved class."""
+    if isinstance(spec, str):
+        spec = {"class_path": spec}
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        problems.append(f"{where}: expected a mapping with `class_path:` (a registered name or a class path); got {spec!r}")
+        return None
+    for key in spec:
+        if key not in SPEC_KEYS:
+            problems.append(f"{where}: unexpected key {key!r} next to class_path; put component arguments under `init_args:`")
+    try:
+        class_path = component_names.resolve_class_path(base, str(spec["class_path"]))
+        module_name, _, class_name = class_path.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except PluginError as err:
+        problems.append(f"{where}.class_path: {err}")
+        return None
+    except (ImportError, AttributeError, ValueError) as err:
+        problems.append(f"{where}.class_path: cannot import {spec['class_path']!r} ({err})")
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        problems.append(f"{where}.class_path: {class_path} is not a {base.__name__}")
+        return None
+    init_args = spec.get("init_args") or {}
+    if not isinstance(init_args, dict):
+        problems.append(f"{where}.init_args: must be a mapping of argument names to values; got {init_args!r}")
+        return cls
+    problems += _check_init_args(cls, init_args, f"{where}.init_args", f"{spec['class_path']} ({class_path})", skip_required)
+    return cls
+
+
+def _parameters(cls: type) -> tuple[dict[str, inspect.Parameter], bool]:
+    """Named parameters of ``cls.__init__`` and whether it takes ``**kwargs``."""
+    params = dict(inspect.signature(cls.__init__).parameters)
+    params.pop("self", None)
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    named = {n: p for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+    return named, var_kw
+
+
+def _check_init_args(cls: type, init_args: dict, where: str, label: str, skip_required: set[str] | None = None) -> list[str]:
+    problems: list[str] = []
+    params, takes_kwargs = _parameters(cls)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: fall back to no type checks
+        hints = {}
+    for key, value in init_args.items():
+        if key not in params:
+            if not takes_kwargs:
+                problems.append(_unknown_key(key, f"{where}: {label}", sorted(params)))
+            continue
+        hint = hints.get(key, params[key].annotation)
+        problems += _check_value(value, hint, f"{where}.{key}")
+    if skip_required != {"*"}:
+        for name, param in params.items():
+            missing = param.default is inspect.Parameter.empty and name not in init_args
+            if missing and param.kind is not inspect.Parameter.POSITIONAL_ONLY and name not in (skip_required or set()):
+                problems.append(f"{where}: {label} needs argument {name!r}, which the recipe does not give")
+    return problems
+
+
+def _class_types(hint: Any) -> list[type]:
+    """Classes a type hint admits as components: ``X``, ``X | None``, ``list[X]``, ``Callable[..., X]``."""
+    origin = typing.get_origin(hint)
+    if origin is None:
+        return [hint] if isinstance(hint, type) and hint.__module__ != "builtins" and hint is not typing.Any else []
+    found: list[type] = []
+    if origin in (collections.abc.Callable,):
+        args = typing.get_args(hint)
+        return _class_types(args[-1]) if args else []
+    for arg in typing.get_args(hint):
+        found += _class_types(arg)
+    return found
+
+
+def _component_base(hint: Any) -> type | None:
+    for cls in _class_types(hint):
+        if issubclass(cls, (Callback, Logger)) or get_registry().kind_of_class(cls) or cls in (LightningModule,):
+            return cls
+    candidates = _class_types(hint)
+    return candidates[0] if candidates else None
+
+
+def _check_value(value: Any, hint: Any, where: str) -> list[str]:
+    is_spec = isinstance(value, dict) and "class_path" in value
+    items = value if isinstance(value, list) and value and all(isinstance(v, dict) and "class_path" in v for v in value) else None
+    base = _component_base(hint) if (is_spec or items) else None
+    if base is not None:
+        problems: list[str] = []
+        for index, item in enumerate(items or [value]):
+            _check_spec(item, base, f"{where}[{index}]" if items else where, problems)
+        return problems
+    if hint is inspect.Parameter.empty or hint is typing.Any:
+        return []
+    parser = ArgumentParser(exit_on_error=False)
+    try:
+        parser.add_argument("--value", type=hint)
+    except Exception:  # a type jsonargparse cannot check on its own: leave it to the build step
+        return []
+    try:
+        parser.parse_object({"value": value})
+    except Exception as err:
+        reason = str(err).replace("Parser key \"value\":", "").strip().splitlines()[0]
+        return [f"{where}: {value!r} is not valid here ({reason})"]
+    return []
+
+
+def _build(path: Path) -> list[str]:
+    """Parse and instantiate the recipe through the real CLI, then set up its data."""
+    from laart_lab.cli import LaartCLI
+
+    try:
+        cli = LaartCLI(["--config", str(path), "--trainer.logger", "false"], run=False)
+    except SystemExit as exit_:
+        return [f"building the recipe failed (jsonargparse exited with {exit_.code}; its message is above)"]
+    except Exception as err:
+        return [f"building the recipe failed: {type(err).__name__}: {err}"]
+    try:
+        if cli.datamodule is not None:
+            cli.datamodule.prepare_data()
+            cli.datamodule.setup("fit")
+    except Exception as err:
+        return [f"setting up the data failed: {type(err).__name__}: {err}"]
+    return []

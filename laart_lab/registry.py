@@ -1,0 +1,311 @@
+"""Plugin discovery and the component registry.
+
+Plugins are modules exposed through the ``laart_lab`` entry-point group (built-in ones too: see
+``pyproject.toml``). :func:`load_plugins` imports each one into a pluggy ``PluginManager``; a plugin
+whose import raises, or that implements a hook name we do not define, is recorded as *failed* with
+its error and a warning, and the others still load. :class:`Registry` then asks every plugin's
+``register_<kind>`` hooks for its components and indexes them by ``(kind, name)``.
+
+Environment:
+
+* ``LAART_LAB_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the built-in plugins (those shipped by the
+  ``laart-lab`` distribution) plus the entry points named in ``LAART_LAB_PLUGINS=name1,name2``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata as importlib_metadata
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from laart_lab import hookspecs
+
+BUILTIN_DISTRIBUTION = "laart-lab"
+AUTOLOAD_ENV = "LAART_LAB_DISABLE_PLUGIN_AUTOLOAD"
+ALLOWLIST_ENV = "LAART_LAB_PLUGINS"
+
+
+class PluginError(Exception):
+    """Base class of the registry's user-facing errors."""
+
+
+class UnknownComponentError(PluginError, LookupError):
+    """A recipe named a component that no loaded plugin registers."""
+
+
+class DuplicateComponentError(PluginError):
+    """Two plugins registered the same kind and name."""
+
+
+class InvalidComponentError(PluginError, TypeError):
+    """A plugin registered something that is not a subclass of its kind's base class."""
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin failed to load; the others were loaded."""
+
+
+@dataclass(frozen=True)
+class ComponentKind:
+    """One kind of component: its hook, and the base class its components must subclass."""
+
+    name: str
+    hook: str
+    base_path: str  # "module:Class", imported lazily so that listing kinds stays cheap
+
+    @property
+    def base(self) -> type:
+        module_name, _, class_name = self.base_path.partition(":")
+        module = __import__(module_name, fromlist=[class_name])
+        return getattr(module, class_name)
+
+
+KINDS: dict[str, ComponentKind] = {
+    kind.name: kind
+    for kind in (
+        ComponentKind("attention", "register_attention", "laart_lab.components.attention:AttentionBackend"),
+        ComponentKind("memory", "register_memory", "laart_lab.components.memory:MemoryModule"),
+        ComponentKind("reasoner", "register_reasoner", "laart_lab.components.reasoner:Reasoner"),
+        ComponentKind("datamodule", "register_datamodule", "lightning.pytorch:LightningDataModule"),
+        ComponentKind("callback", "register_callback", "lightning.pytorch:Callback"),
+    )
+}
+
+
+@dataclass
+class PluginRecord:
+    """One plugin (entry point or object registered at run time) and how its loading went."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    status: str = "loaded"  # "loaded" | "failed"
+    error: str | None = None
+    plugin: Any = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ComponentEntry:
+    """A registered component: ``kind`` + ``name`` -> ``cls``, with where it came from."""
+
+    kind: str
+    name: str
+    cls: type
+    plugin: str
+    distribution: str
+    version: str
+
+    @property
+    def class_path(self) -> str:
+        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+
+def create_plugin_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def _entry_points() -> list[importlib_metadata.EntryPoint]:
+    return sorted(importlib_metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _allowlist() -> set[str]:
+    return {name.strip() for name in os.environ.get(ALLOWLIST_ENV, "").split(",") if name.strip()}
+
+
+def _register_checked(manager: pluggy.PluginManager, plugin: Any, record: PluginRecord) -> None:
+    """Register ``plugin`` and reject hook implementations whose name matches no hookspec."""
+    manager.register(plugin, name=record.name)
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as err:
+        manager.unregister(plugin)
+        known = ", ".join(sorted(kind.hook for kind in KINDS.values()) + ["register_recipes"])
+        raise PluginError(f"{err} (known hooks: {known})") from err
+
+
+def load_plugins(manager: pluggy.PluginManager | None = None) -> tuple[pluggy.PluginManager, list[PluginRecord]]:
+    """Import every plugin of the ``laart_lab`` entry-point group into a plugin manager.
+
+    Returns the manager and one :class:`PluginRecord` per entry point considered, failed ones included.
+    """
+    manager = manager or create_plugin_manager()
+    records: list[PluginRecord] = []
+    only_builtins = _autoload_disabled()
+    allowed = _allowlist()
+    for entry_point in _entry_points():
+        dist = entry_point.dist
+        dist_name = dist.metadata["Name"] if dist is not None else "?"
+        version = dist.version if dist is not None else "?"
+        is_builtin = dist_name == BUILTIN_DISTRIBUTION
+        if only_builtins and not is_builtin and entry_point.name not in allowed:
+            continue
+        record = PluginRecord(entry_point.name, dist_name, version, entry_point.value)
+        try:
+            plugin = entry_point.load()
+            record.plugin = plugin
+            _register_checked(manager, plugin, record)
+        except Exception as err:  # a broken plugin must not take the platform down with it
+            record.status = "failed"
+            record.error = f"{type(err).__name__}: {err}"
+            warnings.warn(
+                f"laart_lab plugin {entry_point.name!r} ({entry_point.value}, from {dist_name} {version}) "
+                f"failed to load and was skipped: {record.error}",
+                PluginLoadWarning,
+                stacklevel=2,
+            )
+        records.append(record)
+    return manager, records
+
+
+class Registry:
+    """Components by kind and name, built from the loaded plugins' ``register_<kind>`` hooks."""
+
+    def __init__(self, manager: pluggy.PluginManager, plugins: Iterable[PluginRecord]) -> None:
+        self.manager = manager
+        self.plugins: list[PluginRecord] = list(plugins)
+        self._components: dict[tuple[str, str], ComponentEntry] = {}
+        self._recipe_dirs: list[tuple[Path, PluginRecord]] = []
+        self._collect()
+
+    # -- building ---------------------------------------------------------------------------
+    def _record_for(self, plugin: Any) -> PluginRecord:
+        for record in self.plugins:
+            if record.plugin is plugin:
+                return record
+        name = self.manager.get_name(plugin) or repr(plugin)
+        record = PluginRecord(name, "(registered at run time)", "", getattr(plugin, "__name__", repr(plugin)), plugin=plugin)
+        self.plugins.append(record)
+        return record
+
+    def _collect(self) -> None:
+        for kind in KINDS.values():
+            for impl in getattr(self.manager.hook, kind.hook).get_hookimpls():
+                record = self._record_for(impl.plugin)
+                impl.function(register=self._registrar(kind, record))
+        for impl in self.manager.hook.register_recipes.get_hookimpls():
+            record = self._record_for(impl.plugin)
+            impl.function(register=lambda path, record=record: self._recipe_dirs.append((Path(path), record)))
+
+    def _registrar(self, kind: ComponentKind, record: PluginRecord):
+        def register(name: str, cls: type) -> None:
+            self.add(kind.name, name, cls, plugin=record.name, distribution=record.distribution, version=record.version)
+
+        return register
+
+    def add(self, kind: str, name: str, cls: type, *, plugin: str, distribution: str, version: str) -> ComponentEntry:
+        """Index one component. Raises on an unknown kind, a wrong base class or a duplicate name."""
+        if kind not in KINDS:
+            raise PluginError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
+        base = KINDS[kind].base
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise InvalidComponentError(
+                f"plugin {plugin!r} ({distribution}) registered {kind} {name!r} as {cls!r}, "
+                f"which is not a subclass of {base.__module__}.{base.__qualname__}"
+            )
+        existing = self._components.get((kind, name))
+        if existing is not None and existing.cls is not cls:
+            raise DuplicateComponentError(
+                f"two plugins register the {kind} {name!r}: {existing.class_path} from "
+                f"{existing.distribution} {existing.version} (plugin {existing.plugin!r}) and "
+                f"{cls.__module__}.{cls.__qualname__} from {distribution} {version} (plugin {plugin!r}). "
+                f"Uninstall one of them, or set {AUTOLOAD_ENV}=1 with {ALLOWLIST_ENV} naming the one to keep."
+            )
+        entry = ComponentEntry(kind, name, cls, plugin, distribution, version)
+        self._components[(kind, name)] = entry
+        return entry
+
+    # -- queries ----------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(name for (k, name) in self._components if k == kind)
+
+    def entries(self, kind: str | None = None) -> list[ComponentEntry]:
+        return [entry for key, entry in sorted(self._components.items()) if kind is None or key[0] == kind]
+
+    def __iter__(self) -> Iterator[ComponentEntry]:
+        return iter(self.entries())
+
+    def find(self, kind: str, name: str) -> ComponentEntry | None:
+        return self._components.get((kind, name))
+
+    def get(self, kind: str, name: str) -> ComponentEntry:
+        """The component ``kind``/``name``, or an :class:`UnknownComponentError` suggesting close names."""
+        entry = self.find(kind, name)
+        if entry is None:
+            raise UnknownComponentError(self.unknown_message(kind, name))
+        return entry
+
+    def unknown_message(self, kind: str, name: str) -> str:
+        if kind not in KINDS:
+            return f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}"
+        available = self.names(kind)
+        message = f"no {kind} named {name!r} is registered."
+        close = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
+        if close:
+            message += f" Did you mean {close[0]!r}?"
+        message += f" Available {kind} names: {', '.join(available) if available else '(none)'}."
+        failed = [record for record in self.plugins if record.status == "failed"]
+        if failed:
+            message += " Plugins that failed to load: " + "; ".join(f"{r.name} ({r.error})" for r in failed) + "."
+        message += " Run `laart-lab plugins` to see every plugin and component."
+        return message
+
+    def kind_of_class(self, cls: type) -> str | None:
+        """The component kind whose base class ``cls`` is (or derives from), if any."""
+        if not isinstance(cls, type):
+            return None
+        for kind in KINDS.values():
+            if issubclass(cls, kind.base):
+                return kind.name
+        return None
+
+    def recipe_dirs(self) -> list[tuple[Path, PluginRecord]]:
+        return list(self._recipe_dirs)
+
+    def failed_plugins(self) -> list[PluginRecord]:
+        return [record for record in self.plugins if record.status == "failed"]
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use from the installed plugins."""
+    global _registry
+    if _registry is None:
+        manager, records = load_plugins()
+        _registry = Registry(manager, records)
+    return _registry
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Drop (or replace) the process-wide registry; tests use this after registering plugins at run time."""
+    global _registry
+    _registry = registry
+
+
+def registry_with(*plugins: Any, include_installed: bool = True) -> Registry:
+    """A registry with extra plugin objects registered at run time (as pytest's ``pytester`` does).
+
+    Useful in tests and notebooks: ``reset_registry(registry_with(my_plugin_module))``.
+    """
+    manager, records = load_plugins() if include_installed else (create_plugin_manager(), [])
+    for index, plugin in enumerate(plugins):
+        name = getattr(plugin, "__name__", f"runtime-plugin-{index}")
+        record = PluginRecord(name, "(registered at run time)", "", name, plugin=plugin)
+        _register_checked(manager, plugin, record)
+        records.append(record)
+    return Registry(manager, records)
