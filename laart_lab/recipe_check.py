@@ -110,8 +110,12 @@ def _check_spec(spec: Any, base: type, where: str, problems: list[str], skip_req
     if not isinstance(init_args, dict):
         problems.append(f"{where}.init_args: must be a mapping of argument names to values; got {init_args!r}")
         return cls
-    problems += _check_init_args(cls, init_args, f"{where}.init_args", f"{spec['class_path']} ({class_path})", skip_required)
+    problems += _check_init_args(cls, init_args, f"{where}.init_args", _label(str(spec["class_path"]), class_path), skip_required)
     return cls
+
+
+def _label(given: str, resolved: str) -> str:
+    return resolved if given == resolved else f"{given} ({resolved})"
 
 
 def _parameters(cls: type) -> tuple[dict[str, inspect.Parameter], bool]:

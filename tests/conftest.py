@@ -1,0 +1,66 @@
+"""Shared fixtures: fake installed distributions, CLI runners, and registry isolation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from laart_lab.registry import reset_registry
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry() -> Iterator[None]:
+    """Each test starts and ends with a registry built from what is installed."""
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def make_distribution(site: Path, name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
+    """Write an installed distribution (``*.dist-info`` with entry points) and its modules into ``site``.
+
+    importlib.metadata finds it like any pip-installed package once ``site`` is on ``sys.path``.
+    """
+    site.mkdir(parents=True, exist_ok=True)
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(source)
+    dist_info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    lines = "".join(f"{key} = {value}\n" for key, value in entry_points.items())
+    (dist_info / "entry_points.txt").write_text(f"[laart_lab]\n{lines}")
+    return site
+
+
+@pytest.fixture
+def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Factory: install a fake distribution on ``sys.path`` for this test (and its subprocesses)."""
+    site = tmp_path / "site"
+
+    def install(name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
+        make_distribution(site, name, version, entry_points, modules)
+        monkeypatch.syspath_prepend(str(site))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+        return site
+
+    return install
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m laart_lab ARGS`` in a fresh process, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "laart_lab", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

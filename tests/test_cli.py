@@ -1,0 +1,131 @@
+"""The laart-lab command end to end: quickstart training, recipes, check, plugin selection, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from laart_lab.recipe_check import check_recipe
+from tests.conftest import REPO_ROOT, run_cli
+
+QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "20", "--trainer.limit_val_batches", "4"]
+
+
+def quickstart_variant(tmp_path: Path, **model_overrides) -> Path:
+    recipe = yaml.safe_load((REPO_ROOT / "recipes" / "quickstart.yaml").read_text())
+    recipe["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    recipe["trainer"]["callbacks"][1]["init_args"]["dirpath"] = str(tmp_path / "runs" / "interrupted")
+    recipe["model"]["init_args"].update(model_overrides)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.mark.slow
+def test_quickstart_trains_and_writes_events_checkpoint_and_config(tmp_path: Path) -> None:
+    recipe = quickstart_variant(tmp_path)
+    result = run_cli("fit", "--config", str(recipe), *QUICK, "--trainer.log_every_n_steps", "5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "quickstart" / "version_0"
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"train/loss", "val/loss", "val/acc"} <= set(scalars)
+    losses = [event.value for event in events.Scalars("train/loss")]
+    assert losses[-1] < losses[0]
+    checkpoints = list((run_dir / "checkpoints").glob("*.ckpt"))
+    assert checkpoints
+    checkpoint = torch.load(checkpoints[0], weights_only=True)  # no arbitrary unpickling
+    assert checkpoint["hyper_parameters"]["attention"]["class_path"].endswith("SoftmaxAttention")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["init_args"]["d_model"] == 64
+    plugins = yaml.safe_load((run_dir / "plugins.yaml").read_text())
+    assert any(p["name"] == "builtin_attention" and p["version"] for p in plugins["plugins"])
+
+
+@pytest.mark.slow
+def test_third_party_plugin_selected_by_name_from_a_recipe(tmp_path: Path) -> None:
+    recipe = quickstart_variant(tmp_path, attention={"class_path": "sliding_window", "init_args": {"window": 4}})
+    result = run_cli("fit", "--config", str(recipe), *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = yaml.safe_load((tmp_path / "runs" / "quickstart" / "version_0" / "config.yaml").read_text())
+    assert config["model"]["init_args"]["attention"] == {
+        "class_path": "laart_example_plugin.SlidingWindowAttention",
+        "init_args": {"window": 4},
+    }
+
+
+def test_bad_init_argument_names_the_component_and_lists_its_arguments(tmp_path: Path) -> None:
+    recipe = quickstart_variant(tmp_path, attention={"class_path": "sliding_window", "init_args": {"windw": 4}})
+    result = run_cli("fit", "--config", str(recipe), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "sliding_window (laart_example_plugin.SlidingWindowAttention) has no argument 'windw'" in result.stderr
+    assert "Did you mean 'window'? It accepts: window." in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_component_name_in_a_recipe_suggests_the_closest(tmp_path: Path) -> None:
+    recipe = quickstart_variant(tmp_path, attention={"class_path": "sofmax"})
+    result = run_cli("fit", "--config", str(recipe), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no attention named 'sofmax' is registered. Did you mean 'softmax'?" in result.stderr
+
+
+def test_check_reports_every_problem_at_once(tmp_path: Path) -> None:
+    bad = {
+        "trainer": {"max_stepz": 3},
+        "model": {
+            "class_path": "laart_lab.models.classifier.SequenceClassifier",
+            "init_args": {"attention": {"class_path": "sofmax"}, "d_model": "big", "n_layer": 2},
+        },
+        "data": {"class_path": "marked_tokens"},
+    }
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    problems = check_recipe(path)
+    joined = "\n".join(problems)
+    assert len(problems) == 5, joined
+    for expected in ("'max_stepz'", "'sofmax'", "'big'", "'n_layer'", "'marked_tokens'"):
+        assert expected in joined
+    result = run_cli("check", "--config", str(path))
+    assert result.returncode == 1 and "5 problem(s)" in result.stderr
+
+
+def test_check_builds_a_good_recipe_without_training(tmp_path: Path) -> None:
+    result = run_cli("check", "--config", "quickstart", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "OK (parsed, validated and instantiated)" in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_shipped_recipe_validates() -> None:
+    for recipe in sorted((REPO_ROOT / "recipes").glob("*.yaml")):
+        assert check_recipe(recipe, instantiate=False) == [], recipe.name
+
+
+def test_recipes_lists_shipped_recipes_with_descriptions() -> None:
+    result = run_cli("recipes", "--json")
+    assert result.returncode == 0, result.stderr
+    recipes = {recipe["name"]: recipe for recipe in json.loads(result.stdout)}
+    assert recipes["quickstart"]["description"].startswith("Quickstart:")
+    assert recipes["quickstart"]["distribution"] == "laart-lab"
+
+
+def test_print_config_shows_the_resolved_component(tmp_path: Path) -> None:
+    result = run_cli("fit", "--config", "quickstart", "--print_config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = yaml.safe_load(result.stdout)
+    assert config["model"]["init_args"]["attention"]["class_path"] == "laart_lab.plugins.attention.SoftmaxAttention"
+    assert config["data"]["class_path"] == "laart_lab.data.synthetic.MarkedTokenDataModule"
+
+
+def test_plugins_table_and_version() -> None:
+    table = run_cli("plugins")
+    assert table.returncode == 0
+    header = table.stdout.splitlines()[0].split()
+    assert header == ["kind", "name", "class", "distribution", "version", "status"]
+    assert run_cli("--version").stdout.strip().startswith("laart-lab ")
