@@ -182,12 +182,17 @@ def command_plugins(argv: Sequence[str]) -> int:
 
 
 def command_recipes(argv: Sequence[str]) -> int:
-    parser = ArgumentParser(prog="laart-lab recipes", description="List the recipes that ship with laart_lab and plugins.")
+    parser = ArgumentParser(
+        prog="laart-lab recipes", description="List the recipes that ship with laart_lab and plugins."
+    )
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     args = parser.parse_args(list(argv))
     recipes = list_recipes()
     if args.json:
-        payload = [{"name": r.name, "path": str(r.path), "description": r.description, "distribution": r.distribution} for r in recipes]
+        payload = [
+            {"name": r.name, "path": str(r.path), "description": r.description, "distribution": r.distribution}
+            for r in recipes
+        ]
         print(json.dumps(payload, indent=2))
         return 0
     print(_table([[r.name, r.description, r.distribution] for r in recipes], ["recipe", "what it trains", "from"]))

@@ -16,8 +16,8 @@ A hook implementation whose name matches none of these is reported as an error w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pluggy
 

@@ -83,16 +83,22 @@ def _unknown_key(key: str, where: str, accepted: list[str]) -> str:
     return message + f" It accepts: {', '.join(accepted) if accepted else '(no arguments)'}."
 
 
-def _check_spec(spec: Any, base: type, where: str, problems: list[str], skip_required: set[str] | None = None) -> type | None:
+def _check_spec(
+    spec: Any, base: type, where: str, problems: list[str], skip_required: set[str] | None = None
+) -> type | None:
     """Check one ``{class_path, init_args}`` spec against ``base``; return the resolved class."""
     if isinstance(spec, str):
         spec = {"class_path": spec}
     if not isinstance(spec, dict) or "class_path" not in spec:
-        problems.append(f"{where}: expected a mapping with `class_path:` (a registered name or a class path); got {spec!r}")
+        problems.append(
+            f"{where}: expected a mapping with `class_path:` (a registered name or a class path); got {spec!r}"
+        )
         return None
     for key in spec:
         if key not in SPEC_KEYS:
-            problems.append(f"{where}: unexpected key {key!r} next to class_path; put component arguments under `init_args:`")
+            problems.append(
+                f"{where}: unexpected key {key!r} next to class_path; put component arguments under `init_args:`"
+            )
     try:
         class_path = component_names.resolve_class_path(base, str(spec["class_path"]))
         module_name, _, class_name = class_path.rpartition(".")
@@ -110,7 +116,9 @@ def _check_spec(spec: Any, base: type, where: str, problems: list[str], skip_req
     if not isinstance(init_args, dict):
         problems.append(f"{where}.init_args: must be a mapping of argument names to values; got {init_args!r}")
         return cls
-    problems += _check_init_args(cls, init_args, f"{where}.init_args", _label(str(spec["class_path"]), class_path), skip_required)
+    problems += _check_init_args(
+        cls, init_args, f"{where}.init_args", _label(str(spec["class_path"]), class_path), skip_required
+    )
     return cls
 
 
@@ -120,18 +128,23 @@ def _label(given: str, resolved: str) -> str:
 
 def _parameters(cls: type) -> tuple[dict[str, inspect.Parameter], bool]:
     """Named parameters of ``cls.__init__`` and whether it takes ``**kwargs``."""
-    params = dict(inspect.signature(cls.__init__).parameters)
-    params.pop("self", None)
+    params = dict(inspect.signature(cls).parameters)
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    named = {n: p for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+    named = {
+        n: p
+        for n, p in params.items()
+        if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    }
     return named, var_kw
 
 
-def _check_init_args(cls: type, init_args: dict, where: str, label: str, skip_required: set[str] | None = None) -> list[str]:
+def _check_init_args(
+    cls: type, init_args: dict, where: str, label: str, skip_required: set[str] | None = None
+) -> list[str]:
     problems: list[str] = []
     params, takes_kwargs = _parameters(cls)
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]
     except Exception:  # unresolvable annotations: fall back to no type checks
         hints = {}
     for key, value in init_args.items():
@@ -171,14 +184,42 @@ def _component_base(hint: Any) -> type | None:
     return candidates[0] if candidates else None
 
 
+def _factory_arity(hint: Any) -> int:
+    """How many positional arguments a ``Callable[[...], X]`` (or ``Optional`` of one) hint supplies."""
+    origin = typing.get_origin(hint)
+    if origin is collections.abc.Callable:
+        args = typing.get_args(hint)
+        return len(args[0]) if args and isinstance(args[0], list) else 0
+    return max((_factory_arity(arg) for arg in typing.get_args(hint)), default=0) if origin is not None else 0
+
+
+def _spec_class(spec: Any, base: type) -> type | None:
+    """The class a ``{class_path: ...}`` spec names, or None when it does not resolve (reported elsewhere)."""
+    try:
+        class_path = component_names.resolve_class_path(base, str(spec["class_path"]))
+        module_name, _, class_name = class_path.rpartition(".")
+        return getattr(importlib.import_module(module_name), class_name)
+    except Exception:
+        return None
+
+
 def _check_value(value: Any, hint: Any, where: str) -> list[str]:
     is_spec = isinstance(value, dict) and "class_path" in value
-    items = value if isinstance(value, list) and value and all(isinstance(v, dict) and "class_path" in v for v in value) else None
+    items = (
+        value
+        if isinstance(value, list) and value and all(isinstance(v, dict) and "class_path" in v for v in value)
+        else None
+    )
     base = _component_base(hint) if (is_spec or items) else None
     if base is not None:
         problems: list[str] = []
+        given_at_call = _factory_arity(hint)
         for index, item in enumerate(items or [value]):
-            _check_spec(item, base, f"{where}[{index}]" if items else where, problems)
+            skip = None
+            if given_at_call:  # a factory hint Callable[[A, B], X]: the model passes the first args itself
+                cls = _spec_class(item, base)
+                skip = set(list(_parameters(cls)[0])[:given_at_call]) if cls is not None else None
+            _check_spec(item, base, f"{where}[{index}]" if items else where, problems, skip_required=skip)
         return problems
     if hint is inspect.Parameter.empty or hint is typing.Any:
         return []
@@ -190,7 +231,7 @@ def _check_value(value: Any, hint: Any, where: str) -> list[str]:
     try:
         parser.parse_object({"value": value})
     except Exception as err:
-        reason = str(err).replace("Parser key \"value\":", "").strip().splitlines()[0]
+        reason = str(err).replace('Parser key "value":', "").strip().splitlines()[0]
         return [f"{where}: {value!r} is not valid here ({reason})"]
     return []
 

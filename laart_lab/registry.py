@@ -187,7 +187,9 @@ class Registry:
             if record.plugin is plugin:
                 return record
         name = self.manager.get_name(plugin) or repr(plugin)
-        record = PluginRecord(name, "(registered at run time)", "", getattr(plugin, "__name__", repr(plugin)), plugin=plugin)
+        record = PluginRecord(
+            name, "(registered at run time)", "", getattr(plugin, "__name__", repr(plugin)), plugin=plugin
+        )
         self.plugins.append(record)
         return record
 

@@ -23,7 +23,9 @@ def _fresh_registry() -> Iterator[None]:
     reset_registry()
 
 
-def make_distribution(site: Path, name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
+def make_distribution(
+    site: Path, name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> Path:
     """Write an installed distribution (``*.dist-info`` with entry points) and its modules into ``site``.
 
     importlib.metadata finds it like any pip-installed package once ``site`` is on ``sys.path``.
@@ -53,7 +55,9 @@ def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., 
     return install
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run ``python -m laart_lab ARGS`` in a fresh process, as a user would."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

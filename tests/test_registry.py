@@ -11,8 +11,8 @@ import pytest
 import laart_lab
 from laart_lab.components import AttentionBackend
 from laart_lab.registry import (
-    AUTOLOAD_ENV,
     ALLOWLIST_ENV,
+    AUTOLOAD_ENV,
     DuplicateComponentError,
     InvalidComponentError,
     PluginLoadWarning,
@@ -22,7 +22,7 @@ from laart_lab.registry import (
 )
 from tests.conftest import run_cli
 
-GOOD_PLUGIN = '''
+GOOD_PLUGIN = """
 import laart_lab
 from laart_lab.components import AttentionBackend
 
@@ -33,7 +33,7 @@ class Echo(AttentionBackend):
 @laart_lab.hookimpl
 def register_attention(register):
     register("echo", Echo)
-'''
+"""
 
 
 def test_builtin_components_come_from_the_laart_lab_distribution() -> None:
@@ -60,7 +60,9 @@ def test_unknown_name_lists_available_names_and_suggests_the_closest() -> None:
 
 
 def test_broken_plugin_warns_names_entry_point_and_others_still_load(fake_site) -> None:
-    fake_site("laart-broken", "1.0", {"broken": "broken_plugin"}, {"broken_plugin": "raise RuntimeError('boom at import')\n"})
+    fake_site(
+        "laart-broken", "1.0", {"broken": "broken_plugin"}, {"broken_plugin": "raise RuntimeError('boom at import')\n"}
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         registry = get_registry()

@@ -22,7 +22,7 @@ Layout contract (the xformers layout, used everywhere in laart_lab):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +33,7 @@ class DecodingState(ABC):
 
     @abstractmethod
     def step(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Consume the new token's ``q, k, v`` (each ``[batch, 1, heads, dim]``), return ``[batch, 1, heads, v_dim]``."""
+        """Consume one token's ``q, k, v`` (each ``[batch, 1, heads, dim]``); return ``[batch, 1, heads, v_dim]``."""
 
 
 class CachedKeysDecodingState(DecodingState):

@@ -15,8 +15,9 @@ marked by the masks and hold ``0``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,9 @@ class ReasoningBatch:
 
     def to(self, device: torch.device | str) -> ReasoningBatch:
         moved = {
-            f.name: (getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), Tensor) else getattr(self, f.name))
+            f.name: (
+                getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), Tensor) else getattr(self, f.name)
+            )
             for f in fields(self)
         }
         return ReasoningBatch(**moved)

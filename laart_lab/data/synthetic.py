@@ -52,7 +52,9 @@ class MarkedTokenDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         for offset, (split, size) in enumerate(self.sizes.items()):
             if split not in self.splits:
-                self.splits[split] = marked_token_examples(size, self.seq_len, self.num_symbols, self.seed * 1000 + offset)
+                self.splits[split] = marked_token_examples(
+                    size, self.seq_len, self.num_symbols, self.seed * 1000 + offset
+                )
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle)

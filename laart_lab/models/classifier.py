@@ -46,7 +46,9 @@ class SequenceClassifier(LightningModule):
             d_model, n_layers, n_heads, attention, causal=False, position="learned", max_len=max_len
         )
         self.head = nn.Linear(d_model, num_classes)
-        self.metrics = nn.ModuleDict({split: MulticlassAccuracy(num_classes) for split in ("train_acc", "val_acc", "test_acc")})
+        self.metrics = nn.ModuleDict(
+            {split: MulticlassAccuracy(num_classes) for split in ("train_acc", "val_acc", "test_acc")}
+        )
 
     def forward(self, tokens: Tensor) -> Tensor:
         hidden = self.encoder(self.embed(tokens))

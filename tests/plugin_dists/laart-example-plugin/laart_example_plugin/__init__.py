@@ -22,7 +22,9 @@ class SlidingWindowAttention(AttentionBackend):
             raise ValueError(f"window must be >= 1, got {window}")
         self.window = window
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, causal: bool = False, key_padding_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, q: Tensor, k: Tensor, v: Tensor, causal: bool = False, key_padding_mask: Tensor | None = None
+    ) -> Tensor:
         check_qkv(q, k, v, key_padding_mask)
         tq, tk = q.shape[1], k.shape[1]
         query_pos = torch.arange(tq, device=q.device)[:, None] + (tk - tq)
