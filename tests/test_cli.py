@@ -129,3 +129,61 @@ def test_plugins_table_and_version() -> None:
     header = table.stdout.splitlines()[0].split()
     assert header == ["kind", "name", "class", "distribution", "version", "status"]
     assert run_cli("--version").stdout.strip().startswith("laart-lab ")
+
+
+CRASHING_CALLBACK = """
+import laart_lab
+from lightning.pytorch import Callback
+
+class CrashAt(Callback):
+    def __init__(self, step: int = 5) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            raise RuntimeError("simulated failure in the middle of training")
+
+@laart_lab.hookimpl
+def register_callback(register):
+    register("crash_at", CrashAt)
+"""
+
+
+@pytest.mark.slow
+def test_a_failed_run_keeps_its_logs_and_an_exception_checkpoint(tmp_path: Path, fake_site) -> None:
+    fake_site("laart-crasher", "0.1", {"crasher": "crasher_plugin"}, {"crasher_plugin": CRASHING_CALLBACK})
+    recipe = yaml.safe_load(quickstart_variant(tmp_path).read_text())
+    recipe["trainer"]["callbacks"].append({"class_path": "crash_at", "init_args": {"step": 12}})
+    recipe["trainer"]["log_every_n_steps"] = 2
+    path = tmp_path / "crashing.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = run_cli("fit", "--config", str(path), cwd=tmp_path)
+    assert result.returncode != 0 and "simulated failure" in result.stderr
+    run_dir = tmp_path / "runs" / "quickstart" / "version_0"
+    assert (run_dir / "config.yaml").exists()
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert len(events.Scalars("train/loss")) >= 5
+    saved = torch.load(tmp_path / "runs" / "interrupted" / "on_exception.ckpt", weights_only=True)
+    assert saved["global_step"] == 12
+
+
+@pytest.mark.slow
+def test_test_and_predict_subcommands_run_from_a_checkpoint(tmp_path: Path) -> None:
+    recipe = quickstart_variant(tmp_path)
+    assert run_cli("fit", "--config", str(recipe), *QUICK, cwd=tmp_path).returncode == 0
+    checkpoint = next((tmp_path / "runs" / "quickstart" / "version_0" / "checkpoints").glob("last.ckpt"))
+    tested = run_cli("test", "--config", str(recipe), "--ckpt_path", str(checkpoint), cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr[-2000:]
+    assert "test/acc" in tested.stdout
+    predicted = run_cli(
+        "predict",
+        "--config",
+        str(recipe),
+        "--ckpt_path",
+        str(checkpoint),
+        "--trainer.limit_predict_batches",
+        "2",
+        cwd=tmp_path,
+    )
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
