@@ -40,7 +40,10 @@ class LaartSaveConfigCallback(SaveConfigCallback):
     """Saves the resolved ``config.yaml`` next to the logs, plus ``plugins.yaml`` with plugin versions."""
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        log_dir = trainer.log_dir
+        # save_config runs on rank 0 only: trainer.log_dir is a collective (broadcast) and would
+        # deadlock under DDP, so read the logger's directory directly
+        logger = trainer.loggers[0] if trainer.loggers else None
+        log_dir = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) or trainer.default_root_dir
         if log_dir is None:
             return
         os.makedirs(log_dir, exist_ok=True)

@@ -11,6 +11,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from laart_lab.recipe_check import check_recipe
+from laart_lab.registry import get_registry
 from tests.conftest import REPO_ROOT, run_cli
 
 QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "20", "--trainer.limit_val_batches", "4"]
@@ -119,7 +120,8 @@ def test_print_config_shows_the_resolved_component(tmp_path: Path) -> None:
     result = run_cli("fit", "--config", "quickstart", "--print_config", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     config = yaml.safe_load(result.stdout)
-    assert config["model"]["init_args"]["attention"]["class_path"] == "laart_lab.plugins.attention.SoftmaxAttention"
+    softmax = get_registry().get("attention", "softmax").class_path
+    assert config["model"]["init_args"]["attention"]["class_path"] == softmax
     assert config["data"]["class_path"] == "laart_lab.data.synthetic.MarkedTokenDataModule"
 
 

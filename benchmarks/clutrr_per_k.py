@@ -1,0 +1,85 @@
+"""Per-k CLUTRR accuracy of reasoner recipes over several seeds (model chosen on validation only).
+
+For each recipe and seed: build everything from the recipe exactly as ``laart-lab fit`` does
+(``LaartCLI(run=False)`` with ``--seed_everything``/``--data.init_args.seed`` overrides), fit, then
+test the checkpoint that ModelCheckpoint selected on ``val/acc`` (``ckpt_path="best"``). Prints one
+mean ± std table per recipe and writes everything to ``--json``.
+
+    flock /tmp/laart_cpu.lock python benchmarks/clutrr_per_k.py --recipes clutrr_slrm clutrr_gru --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from laart_lab.cli import LaartCLI, _recipe_path
+
+
+def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:
+    args = [
+        "--config", _recipe_path(recipe),
+        "--seed_everything", str(seed),
+        "--data.init_args.seed", str(seed),
+        "--trainer.logger.init_args.save_dir", out_dir,
+        "--trainer.logger.init_args.version", f"seed{seed}",
+        "--trainer.enable_progress_bar", "false",
+        *extra,
+    ]  # fmt: skip
+    cli = LaartCLI(args, run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, cli.datamodule)
+    fit_seconds = time.perf_counter() - start
+    cli.trainer.test(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
+    table = dict(cli.model.last_test_table)
+    best = cli.trainer.checkpoint_callback.best_model_score
+    return {
+        "recipe": recipe,
+        "seed": seed,
+        "fit_seconds": fit_seconds,
+        "epochs": cli.trainer.current_epoch,
+        "best_val_acc": float(best) if best is not None else None,
+        "test": table,
+    }
+
+
+def summarise(results: list[dict]) -> str:
+    ks = sorted({k for r in results for k in r["test"]})
+    lines = [f"{'k':>6}  mean ± std over {len(results)} seeds"]
+    for k in ks:
+        values = [r["test"][k] for r in results]
+        lines.append(f"{k:>6}  {statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}")
+    for label, subset in (("mean", ks), ("k4-10", [k for k in ks if 4 <= k <= 10])):
+        values = [statistics.mean(r["test"][k] for k in subset) for r in results]
+        lines.append(f"{label:>6}  {statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}")
+    fit = [r["fit_seconds"] for r in results]
+    epochs = [r["epochs"] for r in results]
+    lines.append(f"fit time {statistics.mean(fit):.1f} s ± {statistics.pstdev(fit):.1f} (epochs {epochs})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=["clutrr_slrm"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out-dir", default="bench_out/clutrr_runs")
+    parser.add_argument("--json", default="bench_out/clutrr_per_k.json")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("extra", nargs="*", help="extra CLI overrides after --, e.g. --trainer.max_epochs 3")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    all_results = []
+    for recipe in args.recipes:
+        results = [run(recipe, seed, args.out_dir, args.extra) for seed in args.seeds]
+        all_results += results
+        print(f"\n=== {recipe} ===\n{summarise(results)}", flush=True)
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(all_results, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""``InventedRelations``: how many relations the reasoner invented, and which compositions they name.
+
+For reasoners exposing ``invented_relations(names) -> {concept: ["a∘b", ...]}`` (the SLRM): logs the
+count as ``slrm/invented_relations`` and the listing as TensorBoard text after each validation.
+(The listing is also saved in every checkpoint by ``RelationReasoning.on_save_checkpoint``.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from laart_lab.callbacks._tensorboard import tensorboard_writer
+
+
+class InventedRelations(Callback):
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        super().__init__()
+        self.min_confidence = min_confidence
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        reasoner: Any = getattr(pl_module, "reasoner", None)
+        if trainer.sanity_checking or not hasattr(reasoner, "invented_relations"):
+            return
+        invented = reasoner.invented_relations(getattr(pl_module, "relation_names", None), self.min_confidence)
+        pl_module.log("slrm/invented_relations", float(len(invented)))
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            lines = [
+                f"- **{c}** ({len(pairs)} pairs): {', '.join(pairs[:30])}{' …' if len(pairs) > 30 else ''}"
+                for c, pairs in invented.items()
+            ]
+            writer.add_text("slrm/invented_relations", "\n".join(lines) or "(none)", trainer.global_step)

@@ -1,0 +1,451 @@
+"""CLUTRR relational-reasoning data as :class:`~laart_lab.components.reasoner.ReasoningBatch` es.
+
+Reads a CLUTRR release as distributed (Sinha et al., 2019): a zip, or a folder, holding
+``<train tasks>_train.csv`` (e.g. ``1.2,1.3_train.csv``), ``1.<k>_test.csv`` files and ``config.json``.
+With no path, it generates a CLUTRR-*like* kinship data set (:mod:`laart_lab.data.kinship`) in the same
+format and reads it with the same code.
+
+Per row it parses ``story_edges``/``edge_types`` (edge i: "node a's <relation> is node b"),
+``query_edge`` (the two nodes whose relation is ``target``) and ``genders`` into a relation graph, plus
+the relation *path* between the query nodes: the story edges in order when they form a walk from the
+query head to its tail (CLUTRR's longer test stories contain back-and-forth detours; the walk keeps
+them, so the path has k relations), else the shortest directed path. Story and query text go to
+``batch.meta``. The relation vocabulary is the sorted set of relations in all files, so ids are stable
+across train and test, and it travels with checkpoints (``state_dict`` and the model's hparams).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import re
+import tempfile
+import zipfile
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from laart_lab.components.reasoner import ReasoningBatch
+from laart_lab.paths import data_path
+
+DEFAULT_CLUTRR = ("clutrr", "data_089907f8.zip")
+REQUIRED_COLUMNS = ("story", "query", "target", "story_edges", "edge_types", "query_edge", "genders")
+GENDER_IDS = {"female": 1, "male": 2}
+_TEST_FILE = re.compile(r"^(\d+)\.(\d+)_test\.csv$")
+
+
+class ClutrrFormatError(ValueError):
+    """A CLUTRR file, column or row that cannot be read; the message names the file, row and field."""
+
+
+@dataclass
+class ClutrrExample:
+    """One parsed CLUTRR row."""
+
+    id: str
+    story: str
+    query_text: str
+    target: str
+    edges: list[tuple[int, int, str]]  #: (source node, target node, relation): "source's relation is target"
+    query: tuple[int, int]
+    genders: list[int]  #: per node: 0 unknown, 1 female, 2 male
+    path: list[str]  #: relations from the query head to its tail
+    k: int  #: number of story edges
+
+
+# ------------------------------------------------------------------------------------------------
+# parsing
+# ------------------------------------------------------------------------------------------------
+_PAIR_LIST = re.compile(r"\[\s*(?:\(\s*\d+\s*,\s*\d+\s*\)\s*,?\s*)*\]")
+_PAIR = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+_NAME_LIST = re.compile(r"\[\s*(?:(['\"])[^'\"]+\1\s*,?\s*)*\]")
+_NAME = re.compile(r"(['\"])([^'\"]+)\1")
+
+
+def _pairs(text: str, where: str, field: str) -> list[tuple[int, int]]:
+    """Parse ``[(0, 1), (1, 2)]`` (a fast regex for CLUTRR's exact format; ``ast`` is 10x slower)."""
+    if not _PAIR_LIST.fullmatch(text.strip()):
+        raise ClutrrFormatError(f"{where}, field '{field}': expected a list of (node, node) pairs, got {text!r}")
+    return [(int(a), int(b)) for a, b in _PAIR.findall(text)]
+
+
+def _pair(text: str, where: str, field: str) -> tuple[int, int]:
+    match = _PAIR.fullmatch(text.strip())
+    if match is None:
+        raise ClutrrFormatError(f"{where}, field '{field}': expected a (node, node) pair, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _names(text: str, where: str, field: str) -> list[str]:
+    if not _NAME_LIST.fullmatch(text.strip()):
+        raise ClutrrFormatError(f"{where}, field '{field}': expected a list of relation names, got {text!r}")
+    return [name.strip() for _, name in _NAME.findall(text)]
+
+
+def relation_path(edges: Sequence[tuple[int, int, str]], head: int, tail: int) -> list[str] | None:
+    """Relations from ``head`` to ``tail``: the edges in order if they form such a walk, else a shortest
+    directed path (first edges first), or ``None`` when the query nodes are not connected that way."""
+    if (
+        edges
+        and edges[0][0] == head
+        and edges[-1][1] == tail
+        and all(edges[i][1] == edges[i + 1][0] for i in range(len(edges) - 1))
+    ):
+        return [rel for _, _, rel in edges]
+    previous: dict[int, tuple[int, str] | None] = {head: None}
+    queue = deque([head])
+    while queue:
+        node = queue.popleft()
+        for a, b, rel in edges:
+            if a == node and b not in previous:
+                previous[b] = (a, rel)
+                queue.append(b)
+    if tail not in previous or tail == head:
+        return None
+    path, node = [], tail
+    while (step := previous[node]) is not None:
+        node, rel = step
+        path.append(rel)
+    return path[::-1]
+
+
+def parse_row(row: dict[str, str], where: str) -> ClutrrExample:
+    """Parse one CSV row (``where`` names file and row in errors)."""
+    for name in REQUIRED_COLUMNS:
+        if row.get(name) is None:
+            raise ClutrrFormatError(f"{where}: field '{name}' is missing")
+    pairs = _pairs(row["story_edges"], where, "story_edges")
+    types = _names(row["edge_types"], where, "edge_types")
+    if len(types) != len(pairs):
+        raise ClutrrFormatError(
+            f"{where}, fields 'story_edges'/'edge_types': {len(pairs)} edges but {len(types)} edge types"
+        )
+    if not pairs:
+        raise ClutrrFormatError(f"{where}, field 'story_edges': the story has no edges")
+    query = _pair(row["query_edge"], where, "query_edge")
+    target = row["target"].strip()
+    if not target:
+        raise ClutrrFormatError(f"{where}, field 'target': empty relation name")
+    genders: list[int] = []
+    for item in filter(None, (part.strip() for part in row["genders"].split(","))):
+        name, sep, gender = item.rpartition(":")
+        if not sep or gender.strip() not in GENDER_IDS:
+            raise ClutrrFormatError(f"{where}, field 'genders': expected 'Name:male|female,...', got item {item!r}")
+        genders.append(GENDER_IDS[gender.strip()])
+    num_nodes = max(max(max(p) for p in pairs), *query) + 1
+    genders += [0] * (num_nodes - len(genders))
+    edges = [(a, b, str(t)) for (a, b), t in zip(pairs, types)]
+    path = relation_path(edges, *query)
+    if path is None:
+        raise ClutrrFormatError(
+            f"{where}, fields 'story_edges'/'query_edge': no directed path from node {query[0]} to {query[1]}"
+        )
+    return ClutrrExample(
+        id=row.get("id") or where,
+        story=row["story"],
+        query_text=row["query"],
+        target=target,
+        edges=edges,
+        query=query,
+        genders=genders,
+        path=path,
+        k=len(pairs),
+    )
+
+
+def parse_csv(text: str, file_name: str) -> list[ClutrrExample]:
+    """Parse a CLUTRR CSV file's text; errors name ``file_name``, the row (1 = first data row) and field."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ClutrrFormatError(f"{file_name}: missing column(s) {missing}; found {reader.fieldnames}")
+    examples = [parse_row(row, f"{file_name}, row {index}") for index, row in enumerate(reader, 1)]
+    if not examples:
+        raise ClutrrFormatError(f"{file_name}: no data rows")
+    return examples
+
+
+@dataclass
+class ClutrrRelease:
+    """A parsed release: the training rows, one list of rows per test file, and ``config.json``."""
+
+    train_file: str
+    train: list[ClutrrExample]
+    tests: dict[int, list[ClutrrExample]]  #: k -> rows of ``1.<k>_test.csv``
+    test_files: dict[int, str]
+    config: dict[str, Any]
+
+
+def _read_files(path: Path) -> dict[str, str]:
+    """Name -> text of the CSV/JSON files at the top of a zip or folder (or its single sub-folder)."""
+    if not path.exists():
+        raise FileNotFoundError(
+            f"CLUTRR data not found at {path}. Pass data.init_args.path (a CLUTRR zip or folder), set LAART_LAB_DATA "
+            "to the folder holding clutrr/data_089907f8.zip, or use source: generated."
+        )
+    files: dict[str, str] = {}
+    if path.is_dir():
+        candidates = [p for p in path.iterdir() if p.suffix in (".csv", ".json")]
+        if not candidates:
+            subdirs = [p for p in path.iterdir() if p.is_dir()]
+            candidates = [p for p in subdirs[0].iterdir() if p.suffix in (".csv", ".json")] if len(subdirs) == 1 else []
+        for p in candidates:
+            files[p.name] = p.read_text(encoding="utf-8")
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = info.filename.rsplit("/", 1)[-1]
+                if name.endswith((".csv", ".json")) and not info.filename.startswith("__MACOSX"):
+                    files[name] = archive.read(info).decode("utf-8")
+    else:
+        raise ClutrrFormatError(f"{path}: not a zip file or a folder")
+    return files
+
+
+_RELEASE_CACHE: dict[tuple, ClutrrRelease] = {}
+
+
+def read_release(path: str | Path, train_file: str | None = None) -> ClutrrRelease:
+    """Read a CLUTRR release (zip or folder) into parsed rows (cached per file and mtime in the process:
+    the CLI builds the data module twice, once for its data facts)."""
+    path = Path(path)
+    key = (str(path.resolve()), path.stat().st_mtime if path.exists() else None, train_file)
+    if key[1] is not None and path.is_file() and key in _RELEASE_CACHE:
+        return _RELEASE_CACHE[key]
+    release = _read_release(path, train_file)
+    if path.is_file():
+        _RELEASE_CACHE[key] = release
+    return release
+
+
+def _read_release(path: Path, train_file: str | None) -> ClutrrRelease:
+    files = _read_files(path)
+    train_names = sorted(n for n in files if n.endswith("_train.csv"))
+    if train_file is not None:
+        if train_file not in files:
+            raise ClutrrFormatError(f"{path}: train_file {train_file!r} not found; available: {train_names}")
+        train_names = [train_file]
+    if len(train_names) != 1:
+        raise ClutrrFormatError(
+            f"{path}: expected exactly one '<tasks>_train.csv', found {train_names or 'none'}; "
+            "choose one with train_file"
+        )
+    test_files = {int(m.group(2)): n for n in files if (m := _TEST_FILE.match(n))}
+    if not test_files:
+        raise ClutrrFormatError(f"{path}: no '1.<k>_test.csv' files (found {sorted(files)})")
+    config: dict[str, Any] = {}
+    if "config.json" in files:
+        try:
+            config = json.loads(files["config.json"])
+        except json.JSONDecodeError as err:
+            raise ClutrrFormatError(f"{path}/config.json: not valid JSON ({err})") from None
+    return ClutrrRelease(
+        train_file=train_names[0],
+        train=parse_csv(files[train_names[0]], f"{path}/{train_names[0]}"),
+        tests={k: parse_csv(files[n], f"{path}/{n}") for k, n in sorted(test_files.items())},
+        test_files=dict(sorted(test_files.items())),
+        config=config,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# batching
+# ------------------------------------------------------------------------------------------------
+class ReasoningCollator:
+    """Pads a list of examples into one :class:`ReasoningBatch` (relation names -> vocabulary ids)."""
+
+    def __init__(self, relation_index: dict[str, int], task_k: int | None = None) -> None:
+        self.relation_index, self.task_k = relation_index, task_k
+
+    def __call__(self, examples: list[ClutrrExample]) -> ReasoningBatch:
+        rel = self.relation_index
+        b = len(examples)
+        max_k = max(len(e.path) for e in examples)
+        max_e = max(len(e.edges) for e in examples)
+        max_n = max(len(e.genders) for e in examples)
+        path = torch.zeros(b, max_k, dtype=torch.long)
+        path_mask = torch.zeros(b, max_k, dtype=torch.bool)
+        edges = torch.zeros(b, max_e, 3, dtype=torch.long)
+        edge_mask = torch.zeros(b, max_e, dtype=torch.bool)
+        genders = torch.zeros(b, max_n, dtype=torch.long)
+        for i, e in enumerate(examples):
+            path[i, : len(e.path)] = torch.tensor([rel[r] for r in e.path])
+            path_mask[i, : len(e.path)] = True
+            edges[i, : len(e.edges)] = torch.tensor([(s, t, rel[r]) for s, t, r in e.edges])
+            edge_mask[i, : len(e.edges)] = True
+            genders[i, : len(e.genders)] = torch.tensor(e.genders)
+        return ReasoningBatch(
+            path=path,
+            path_mask=path_mask,
+            edges=edges,
+            edge_mask=edge_mask,
+            query=torch.tensor([e.query for e in examples], dtype=torch.long),
+            node_genders=genders,
+            target=torch.tensor([rel[e.target] for e in examples], dtype=torch.long),
+            path_length=torch.tensor([e.k for e in examples], dtype=torch.long),
+            meta={
+                "story": [e.story for e in examples],
+                "query_text": [e.query_text for e in examples],
+                "target_name": [e.target for e in examples],
+                "id": [e.id for e in examples],
+                "task_k": self.task_k,
+            },
+        )
+
+
+_GENERATED_CACHE: dict[tuple, ClutrrRelease] = {}
+
+
+def generated_release(
+    seed: int, train_ks: list[int], test_ks: list[int], train_rows: int, test_rows: int
+) -> ClutrrRelease:
+    """Generate a CLUTRR-like release (cached per arguments within the process) and read it back."""
+    from laart_lab.data.kinship import generate_kinship
+
+    key = (seed, tuple(train_ks), tuple(test_ks), train_rows, test_rows)
+    if key not in _GENERATED_CACHE:
+        with tempfile.TemporaryDirectory(prefix="laart_kinship_") as tmp:
+            generate_kinship(
+                tmp, seed=seed, train_ks=train_ks, test_ks=test_ks, train_rows=train_rows, test_rows=test_rows
+            )
+            _GENERATED_CACHE[key] = read_release(tmp)
+    return _GENERATED_CACHE[key]
+
+
+class ClutrrDataModule(LightningDataModule):
+    """CLUTRR (or the CLUTRR-like generator) as relational queries, with per-k test dataloaders.
+
+    Args:
+        path: a CLUTRR zip or folder. ``None`` with ``source='clutrr'`` reads
+            ``$LAART_LAB_DATA/clutrr/data_089907f8.zip`` (``LAART_LAB_DATA`` defaults to ``../shared/data``).
+        source: ``'clutrr'`` (read a release) or ``'generated'`` (the built-in CLUTRR-like generator);
+            ``None`` means ``'clutrr'`` when a path is given, else ``'generated'``.
+        train_file: which ``*_train.csv`` to use when the release holds several.
+        batch_size: examples per batch (all loaders).
+        val_fraction: share of the training file held out, seeded, for validation (model selection and
+            early stopping use it; never the test files).
+        seed: seed of the validation split and of the generator.
+        num_workers: DataLoader workers.
+        generated_train_ks / generated_test_ks / generated_train_rows / generated_test_rows: generator sizes.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        source: Literal["clutrr", "generated"] | None = None,
+        train_file: str | None = None,
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        num_workers: int = 0,
+        generated_train_ks: list[int] | None = None,
+        generated_test_ks: list[int] | None = None,
+        generated_train_rows: int = 5000,
+        generated_test_rows: int = 100,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.source = source or ("clutrr" if path else "generated")
+        if self.source not in ("clutrr", "generated"):
+            raise ValueError(f"source must be 'clutrr' or 'generated', got {source!r}")
+        self.path = path
+        self.train_file = train_file
+        self.batch_size, self.val_fraction, self.seed, self.num_workers = batch_size, val_fraction, seed, num_workers
+        self.generated_train_ks = list(generated_train_ks or [2, 3])
+        self.generated_test_ks = list(generated_test_ks or range(2, 11))
+        self.generated_train_rows, self.generated_test_rows = generated_train_rows, generated_test_rows
+        self._release: ClutrrRelease | None = None
+        self._relation_names: list[str] | None = None
+
+    # ---- loading ---------------------------------------------------------------------------------
+    @property
+    def release(self) -> ClutrrRelease:
+        if self._release is None:
+            if self.source == "generated":
+                self._release = generated_release(
+                    self.seed,
+                    self.generated_train_ks,
+                    self.generated_test_ks,
+                    self.generated_train_rows,
+                    self.generated_test_rows,
+                )
+            else:
+                self._release = read_release(self.path or data_path(*DEFAULT_CLUTRR), self.train_file)
+        return self._release
+
+    @property
+    def relation_names(self) -> list[str]:
+        if self._relation_names is None:
+            rows = [*self.release.train, *(e for rows in self.release.tests.values() for e in rows)]
+            self._relation_names = sorted({r for e in rows for r in (e.target, *(t for _, _, t in e.edges))})
+        return self._relation_names
+
+    @property
+    def test_ks(self) -> list[int]:
+        """The k of each test dataloader, in order."""
+        return list(self.release.tests)
+
+    def data_facts(self) -> dict[str, Any]:
+        """Facts the model needs: ``num_relations`` and ``relation_names`` (stored in its hparams)."""
+        return {"num_relations": len(self.relation_names), "relation_names": list(self.relation_names)}
+
+    def setup(self, stage: str | None = None) -> None:
+        train = list(self.release.train)
+        order = list(range(len(train)))
+        random.Random(self.seed).shuffle(order)
+        n_val = max(1, round(len(train) * self.val_fraction))
+        self.val_set = [train[i] for i in sorted(order[:n_val])]
+        self.train_set = [train[i] for i in sorted(order[n_val:])]
+        self._index = {name: i for i, name in enumerate(self.relation_names)}
+
+    # ---- loaders ---------------------------------------------------------------------------------
+    def _loader(self, rows: list[ClutrrExample], shuffle: bool, task_k: int | None = None) -> DataLoader:
+        return DataLoader(
+            rows,  # type: ignore[arg-type]
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=ReasoningCollator(self._index, task_k),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(rows, shuffle=False, task_k=k) for k, rows in self.release.tests.items()]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.test_dataloader()
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return (
+            batch.to(device)
+            if isinstance(batch, ReasoningBatch)
+            else super().transfer_batch_to_device(batch, device, dataloader_idx)
+        )
+
+    # ---- checkpoint --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"relation_names": list(self.relation_names)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("relation_names")
+        if saved is not None and list(saved) != self.relation_names:
+            raise ValueError(
+                f"the checkpoint's relation vocabulary {saved} differs from this data's {self.relation_names}; "
+                "relation ids would not match. Use the data the model was trained on."
+            )

@@ -1,0 +1,363 @@
+"""The SLRM: a symbolic logic reasoning module over Gumbel-box relations.
+
+How it reasons
+--------------
+* Every relation of the vocabulary, and every *invented* relation (a "concept" slot for compositions
+  that have no name in the vocabulary, e.g. great-grandfather), is a Gumbel box (:mod:`.boxes`).
+* Composing two relations is a geometric operation: a learned map of the two boxes' corners gives the
+  composed box, which is then *assigned* to the relation boxes by box agreement
+  ``log P(C | X) + log P(X | C)`` (both containments; 0 when the boxes coincide). The softmax over
+  that agreement is the composition table ``T[a, b, c] = P(a ∘ b = c)``, closed over the vocabulary
+  plus the concepts, so composing never leaves the set of known boxes and errors cannot accumulate as
+  drift along a long chain.
+* A path ``r1, r2, ..., rk`` is reduced by composing adjacent pairs until one relation remains. Which
+  pair to compose first is *scored*, not fixed: a chart (CKY-style) over spans weighs each split by
+  how plausible its composition is (the mass the learned table puts on *named* relations, summed with
+  the plausibility of the sub-spans). Training marginalises softly over the orders; evaluation
+  (``hard_eval``) takes the exact best derivation (max-product CKY over the learned table,
+  :func:`viterbi_reduce`), a discrete symbolic reduction that extends unchanged to paths longer than
+  any seen in training. Optionally (``unattested_penalty``) evaluation distrusts a *named* result for
+  a pair that training never showed as a whole two-relation path: such a pair's name was only
+  inferred through longer chains, where several orders could explain the answer.
+* :meth:`SLRM.score` says how strongly composed premises contain a conclusion (the verifier hook);
+  :meth:`SLRM.composition_table` and :meth:`SLRM.invented_relations` expose what was learned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from laart_lab.components.reasoner import Reasoner, ReasonerOutput, ReasoningBatch
+from laart_lab.reasoning.boxes import Box, conditional, intersection, log_volume
+
+_EPS = 1e-9
+
+
+@dataclass
+class ChartResult:
+    """The outcome of a chart reduction for a batch."""
+
+    dist: Tensor  #: [B, N] distribution over relations + concepts for the whole path
+    score: Tensor  #: [B] plausibility (log named mass summed over the composition steps)
+    split: dict[tuple[int, int], Tensor]  #: (i, j) -> [B] chosen split point m of span i..j (best-scored)
+
+
+def compose_distributions(p: Tensor, q: Tensor, table: Tensor) -> Tensor:
+    """``sum_ab p_a q_b T[a, b, :]``: the composition of two (soft) relations under table ``T [N, N, N]``."""
+    n = table.shape[0]
+    outer = (p.unsqueeze(2) * q.unsqueeze(1)).reshape(p.shape[0], n * n)
+    return outer @ table.reshape(n * n, n)
+
+
+def chart_reduce(
+    path: Tensor,
+    lengths: Tensor,
+    table: Tensor,
+    num_named: int,
+    hard: bool = False,
+    split_temperature: float = 0.2,
+) -> ChartResult:
+    """Reduce relation paths to one relation by composing adjacent pairs, the order chosen by score.
+
+    ``path`` is ``long [B, K]`` (ids into the table), ``lengths`` ``long [B]`` (>= 1), ``table`` the
+    composition table ``[N, N, N]`` with rows summing to 1, and relations ``0 .. num_named-1`` the
+    named ones. Each span ``i..j`` keeps a distribution over the N relations and a plausibility score;
+    a split ``m`` of the span composes ``(i..m)`` with ``(m..j)`` and scores
+    ``score(i..m) + score(m..j) + log(named mass of the composition)``. Soft mode mixes the splits by
+    ``softmax(score / split_temperature)``; hard mode keeps the best split and snaps the result to
+    its most likely relation (the final span keeps its full distribution, for calibrated logits).
+    """
+    if path.dim() != 2:
+        raise ValueError(f"path must be [batch, length], got shape {tuple(path.shape)}")
+    if bool((lengths < 1).any()) or int(lengths.max()) > path.shape[1]:
+        raise ValueError(f"lengths must be in 1..{path.shape[1]}, got {lengths.tolist()}")
+    n = table.shape[0]
+    batch, max_len = path.shape
+    named = torch.zeros(n, dtype=table.dtype, device=table.device)
+    named[:num_named] = 1.0
+    dist: dict[tuple[int, int], Tensor] = {}
+    score: dict[tuple[int, int], Tensor] = {}
+    split: dict[tuple[int, int], Tensor] = {}
+    for i in range(max_len):
+        dist[(i, i + 1)] = F.one_hot(path[:, i], n).to(table.dtype)
+        score[(i, i + 1)] = torch.zeros(batch, dtype=table.dtype, device=table.device)
+    rows = torch.arange(batch, device=path.device)
+    soft_rows: dict[tuple[int, int], Tensor] = {}  # hard mode: the full row each snapped span came from
+    for width in range(2, max_len + 1):
+        for i in range(0, max_len - width + 1):
+            j = i + width
+            results, scores = [], []
+            for m in range(i + 1, j):
+                left, right = dist[(i, m)], dist[(m, j)]
+                if hard:
+                    composed = table[left.argmax(-1), right.argmax(-1)]
+                else:
+                    composed = compose_distributions(left, right, table)
+                results.append(composed)
+                scores.append(score[(i, m)] + score[(m, j)] + torch.log(composed @ named + _EPS))
+            stacked_results, stacked_scores = torch.stack(results, 1), torch.stack(scores, 1)
+            best = stacked_scores.argmax(1)
+            split[(i, j)] = best + i + 1
+            if hard:
+                soft_rows[(i, j)] = stacked_results[rows, best]
+                dist[(i, j)] = F.one_hot(soft_rows[(i, j)].argmax(-1), n).to(table.dtype)
+                score[(i, j)] = stacked_scores[rows, best]
+            else:
+                weights = torch.softmax(stacked_scores / split_temperature, dim=1)
+                dist[(i, j)] = (weights.unsqueeze(-1) * stacked_results).sum(1)
+                score[(i, j)] = (weights * stacked_scores).sum(1)
+    final = torch.zeros(batch, n, dtype=table.dtype, device=table.device)
+    final_score = torch.zeros(batch, dtype=table.dtype, device=table.device)
+    for length in lengths.unique().tolist():
+        mask = lengths == length
+        final[mask] = soft_rows.get((0, length), dist[(0, length)])[mask]
+        final_score[mask] = score[(0, length)][mask]
+    return ChartResult(final, final_score, split)
+
+
+def viterbi_reduce(path: Tensor, lengths: Tensor, table: Tensor, log_penalty: Tensor | None = None) -> ChartResult:
+    """Exact best-derivation reduction (max-product CKY over the composition table).
+
+    Each span ``i..j`` keeps, for *every* relation c, the log-probability of the best way to compose the
+    span's relations into c: ``best(i, j, c) = max_m max_ab best(i, m, a) + best(m, j, b) + log T[a, b, c]``.
+    Which pair is composed first is thus chosen by score, and keeping every label per span (not just the
+    best one) means a locally attractive composition cannot block the only derivation that completes.
+    ``dist`` is the softmax of the full span's scores; ``score`` the best derivation's log-probability.
+    ``log_penalty [N, N, N]``, if given, is added to ``log T`` (e.g. to distrust unattested compositions).
+    """
+    if path.dim() != 2:
+        raise ValueError(f"path must be [batch, length], got shape {tuple(path.shape)}")
+    if bool((lengths < 1).any()) or int(lengths.max()) > path.shape[1]:
+        raise ValueError(f"lengths must be in 1..{path.shape[1]}, got {lengths.tolist()}")
+    n = table.shape[0]
+    batch, max_len = path.shape
+    log_table = table.clamp_min(1e-12).log()
+    if log_penalty is not None:
+        log_table = log_table + log_penalty
+    log_table = log_table.unsqueeze(0)  # [1, N, N, N]
+    impossible = -1e4
+    chart: dict[tuple[int, int], Tensor] = {}
+    split: dict[tuple[int, int], Tensor] = {}
+    for i in range(max_len):
+        chart[(i, i + 1)] = torch.where(F.one_hot(path[:, i], n).bool(), 0.0, impossible).to(table.dtype)
+    for width in range(2, max_len + 1):
+        for i in range(0, max_len - width + 1):
+            j = i + width
+            candidates = []
+            for m in range(i + 1, j):
+                joint = chart[(i, m)][:, :, None, None] + chart[(m, j)][:, None, :, None] + log_table
+                candidates.append(joint.amax(dim=(1, 2)))  # [B, N]
+            stacked = torch.stack(candidates, 1)  # [B, splits, N]
+            chart[(i, j)], best = stacked.max(1)
+            split[(i, j)] = best + i + 1  # per label
+    final = torch.zeros(batch, n, dtype=table.dtype, device=table.device)
+    for length in lengths.unique().tolist():
+        mask = lengths == length
+        final[mask] = chart[(0, length)][mask]
+    return ChartResult(torch.softmax(final, -1), final.max(-1).values, split)
+
+
+class SLRM(Reasoner):
+    """Symbolic logic reasoning module: Gumbel-box relations, geometric composition, scored reduction.
+
+    Args:
+        num_relations: size of the named relation vocabulary (filled from the data).
+        dim: box dimension.
+        num_concepts: invented-relation slots (boxes beyond the vocabulary) for unnamed compositions.
+        hidden: width of the composition map (box corners of both relations -> corners of the result).
+        beta: Gumbel scale of intersections and volumes.
+        split_temperature: softness of the order mixture in training.
+        hard_eval: in evaluation, reduce by the exact best derivation (:func:`viterbi_reduce`).
+        unnamed_prior: weight of a small prior that sends compositions to concepts unless the data
+            names them (the default for pairs never seen); 0 disables it.
+        reduction: how training reduces paths: ``'soft'`` (orders mixed by plausibility, see
+            :func:`chart_reduce`) or ``'viterbi'`` (the best derivation per answer, :func:`viterbi_reduce`;
+            gradients reach only the compositions that derivation uses).
+        unattested_penalty: in evaluation, a log-penalty on *named* results of pairs never seen as a
+            whole two-relation training path (a closed-world reading of the data: a composition is
+            trusted to have a name when the data named it); 0 disables it.
+    """
+
+    def __init__(
+        self,
+        num_relations: int,
+        dim: int = 32,
+        num_concepts: int = 8,
+        hidden: int = 128,
+        beta: float = 0.1,
+        split_temperature: float = 0.2,
+        hard_eval: bool = True,
+        unnamed_prior: float = 1.0,
+        reduction: str = "soft",
+        unattested_penalty: float = 5.0,
+    ) -> None:
+        super().__init__(num_relations)
+        if reduction not in ("soft", "viterbi"):
+            raise ValueError(f"reduction must be 'soft' or 'viterbi', got {reduction!r}")
+        self.reduction = reduction
+        if num_concepts < 0:
+            raise ValueError(f"num_concepts must be >= 0, got {num_concepts}")
+        self.dim, self.num_concepts, self.beta = dim, num_concepts, beta
+        self.split_temperature, self.hard_eval, self.unnamed_prior = split_temperature, hard_eval, unnamed_prior
+        n = num_relations + num_concepts
+        self.box_min = nn.Parameter(torch.rand(n, dim) * 0.5)
+        self.box_log_side = nn.Parameter(torch.full((n, dim), math.log(0.5)) + 0.1 * torch.randn(n, dim))
+        self.compose_net = nn.Sequential(
+            nn.Linear(4 * dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 2 * dim)
+        )
+        self.log_scale = nn.Parameter(torch.zeros(()))
+        self.unattested_penalty = unattested_penalty
+        # how often each pair was seen as a whole two-relation path in training (saved in checkpoints)
+        self.pair_evidence: Tensor
+        self.register_buffer("pair_evidence", torch.zeros(n, n))
+
+    # ---- geometry ------------------------------------------------------------------------------
+    @property
+    def num_boxes(self) -> int:
+        return self.num_relations + self.num_concepts
+
+    def boxes(self) -> Box:
+        """All relation boxes (named first, then concepts): corners ``[N, dim]``."""
+        return Box(self.box_min, self.box_min + self.box_log_side.exp())
+
+    def compose_boxes(self, a: Box, b: Box) -> Box:
+        """The geometric composition ``a ∘ b``: a learned map of both boxes' corners to the result's."""
+        out = self.compose_net(torch.cat([a.min, a.max, b.min, b.max], dim=-1))
+        lo, log_side = out.chunk(2, dim=-1)
+        return Box(lo, lo + log_side.exp())
+
+    def assignment_logits(self, x: Box) -> Tensor:
+        """Box agreement ``log P(C|X) + log P(X|C)`` of boxes ``x [..., d]`` with every relation box C."""
+        boxes = self.boxes()
+        xe = x.unsqueeze(-2)  # [..., 1, d]
+        log_inter = log_volume(intersection(xe, boxes, self.beta), self.beta)  # [..., N]
+        agreement = 2 * log_inter - log_volume(xe, self.beta) - log_volume(boxes, self.beta)
+        return self.log_scale.exp() * agreement
+
+    def composition_tensor(self) -> Tensor:
+        """``T [N, N, N]``: ``T[a, b, c]`` = probability that relation a then b composes to c."""
+        n, boxes = self.num_boxes, self.boxes()
+        left = Box(boxes.min.unsqueeze(1).expand(n, n, self.dim), boxes.max.unsqueeze(1).expand(n, n, self.dim))
+        right = Box(boxes.min.unsqueeze(0).expand(n, n, self.dim), boxes.max.unsqueeze(0).expand(n, n, self.dim))
+        return torch.softmax(self.assignment_logits(self.compose_boxes(left, right)), dim=-1)
+
+    # ---- reasoning -----------------------------------------------------------------------------
+    def reduce(self, path: Tensor, lengths: Tensor, hard: bool | None = None) -> ChartResult:
+        """Reduce relation-id paths ``[B, K]`` to one relation each (see :func:`chart_reduce`)."""
+        hard = (self.hard_eval and not self.training) if hard is None else hard
+        if hard:
+            return viterbi_reduce(path, lengths, self.composition_tensor(), self.evidence_penalty())
+        return chart_reduce(path, lengths, self.composition_tensor(), self.num_relations, False, self.split_temperature)
+
+    def forward(self, batch: ReasoningBatch) -> ReasonerOutput:
+        lengths = batch.path_mask.sum(1).clamp_min(1)
+        table = self.composition_tensor()
+        if self.training:
+            pairs = batch.path[lengths == 2]
+            if len(pairs):
+                self.pair_evidence.index_put_(
+                    (pairs[:, 0], pairs[:, 1]), torch.ones(len(pairs)).to(table), accumulate=True
+                )
+        if self.reduction == "viterbi" or (self.hard_eval and not self.training):
+            # best derivation per answer: logits are its log-probabilities (cross-entropy renormalises them)
+            result = viterbi_reduce(batch.path, lengths, table, None if self.training else self.evidence_penalty())
+            logits = torch.log(result.dist[:, : self.num_relations].clamp_min(_EPS))
+        else:
+            result = chart_reduce(batch.path, lengths, table, self.num_relations, False, self.split_temperature)
+            logits = torch.log(result.dist[:, : self.num_relations].clamp_min(_EPS))
+        aux = None
+        if self.training and self.unnamed_prior > 0:
+            aux = self.unnamed_prior * table[..., : self.num_relations].sum(-1).mean()
+        return ReasonerOutput(logits=logits, aux_loss=aux, extras={"plausibility": result.score.detach()})
+
+    def evidence_penalty(self) -> Tensor | None:
+        """``[N, N, N]`` log-penalty on named results of pairs never seen as a two-relation training path."""
+        if self.unattested_penalty <= 0 or not bool((self.pair_evidence > 0).any()):
+            return None
+        penalty = torch.zeros(self.num_boxes, self.num_boxes, self.num_boxes, device=self.pair_evidence.device)
+        unattested = self.pair_evidence <= 0
+        penalty[..., : self.num_relations] = torch.where(unattested, -self.unattested_penalty, 0.0).unsqueeze(-1)
+        return penalty
+
+    def loss(self, output: ReasonerOutput, target: Tensor) -> Tensor:
+        """Negative log-probability of the target *without* renormalising over named relations, so a
+        reduction that ends on an invented concept is penalised rather than excused."""
+        loss = F.nll_loss(output.logits, target)
+        return loss if output.aux_loss is None else loss + output.aux_loss
+
+    @torch.no_grad()
+    def score(self, premises: Tensor, conclusion: Tensor, premise_mask: Tensor | None = None) -> Tensor:
+        """Consistency score in [0, 1]: how strongly the composed premises contain the conclusion.
+
+        ``premises`` are relation ids ``[B, K]`` (or ``[K]``), ``conclusion`` ids ``[B]`` (or a scalar).
+        The premises are reduced to a distribution ``p`` over relation boxes; the score is
+        ``sum_n p_n * P(C | box_n) / P(box_n | box_n)`` with ``P(C | box_n) = Vol(C ∩ box_n) / Vol(box_n)``,
+        the share of each composed box that lies inside the conclusion's box (normalised by the box's
+        Gumbel self-containment, so a box contains itself with score 1). Near 1: the conclusion follows.
+        """
+        premises = premises.unsqueeze(0) if premises.dim() == 1 else premises
+        conclusion = conclusion.reshape(-1).expand(premises.shape[0])
+        if premise_mask is None:
+            premise_mask = torch.ones_like(premises, dtype=torch.bool)
+        result = self.reduce(premises, premise_mask.sum(1).clamp_min(1))
+        boxes = self.boxes()
+        contained = conditional(boxes[conclusion].unsqueeze(1), boxes.unsqueeze(0), self.beta)  # [B, N]
+        # a Gumbel box contains itself only to exp(-2 beta log2 sum(1/side)): normalise so that P(C | C) = 1
+        self_containment = conditional(boxes, boxes, self.beta).unsqueeze(0)  # [1, N]
+        return (result.dist * (contained / self_containment).clamp(0.0, 1.0)).sum(-1).clamp(0.0, 1.0)
+
+    # ---- inspection ----------------------------------------------------------------------------
+    def relation_labels(self, relation_names: list[str] | None = None) -> list[str]:
+        """Names of all boxes: the vocabulary (or ``r<i>``) then ``concept_<j>`` for invented relations."""
+        names = list(relation_names) if relation_names else [f"r{i}" for i in range(self.num_relations)]
+        if len(names) != self.num_relations:
+            raise ValueError(f"relation_names has {len(names)} names, expected {self.num_relations}")
+        return names + [f"concept_{j}" for j in range(self.num_concepts)]
+
+    @torch.no_grad()
+    def composition_table(self, relation_names: list[str] | None = None, min_confidence: float = 0.0) -> list[dict]:
+        """The learned table over named pairs: ``[{"left", "right", "result", "confidence"}, ...]``."""
+        labels = self.relation_labels(relation_names)
+        table = self.composition_tensor()[: self.num_relations, : self.num_relations]
+        confidence, result = table.max(-1)
+        rows = []
+        for a in range(self.num_relations):
+            for b in range(self.num_relations):
+                if float(confidence[a, b]) >= min_confidence:
+                    rows.append(
+                        {
+                            "left": labels[a],
+                            "right": labels[b],
+                            "result": labels[int(result[a, b])],
+                            "confidence": float(confidence[a, b]),
+                        }
+                    )
+        return rows
+
+    @torch.no_grad()
+    def invented_relations(
+        self, relation_names: list[str] | None = None, min_confidence: float = 0.5
+    ) -> dict[str, list[str]]:
+        """Concepts in use: ``{"concept_j": ["left∘right", ...]}`` for named pairs the table sends there."""
+        invented: dict[str, list[str]] = {}
+        for row in self.composition_table(relation_names, min_confidence):
+            if row["result"].startswith("concept_"):
+                invented.setdefault(row["result"], []).append(f"{row['left']}∘{row['right']}")
+        return invented
+
+    @torch.no_grad()
+    def box_log_volumes(self) -> Tensor:
+        """Log-volume of each box ``[N]`` (named then concepts), for volume statistics."""
+        return log_volume(self.boxes(), self.beta)
+
+    def log_metrics(self) -> dict[str, float]:
+        volumes = self.box_log_volumes()
+        return {
+            "invented_relations": float(len(self.invented_relations())),
+            "box_log_volume_mean": float(volumes.mean()),
+        }

@@ -1,0 +1,151 @@
+"""``ParityCTM``: a LightningModule that solves cumulative parity with the CTM core.
+
+Each bit becomes a token (bit embedding + learned position embedding); the CTM attends over the
+``L`` tokens for ``iterations`` ticks and predicts all ``L`` running parities at every tick
+(``out_shape = [L, 2]``). It trains with the certainty-based loss.
+
+Metrics (the prediction of an example is taken at its most-certain tick, or the last tick with
+``predict_with: last``):
+
+* ``{split}/acc``: per-position accuracy, i.e. the fraction of the ``B x L`` running parities
+  predicted correctly (micro average over positions and sequences);
+* ``{split}/seq_acc``: the fraction of sequences whose ``L`` running parities are all correct;
+* ``{split}/loss``: the certainty-based loss.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import cast
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, Metric
+from torchmetrics.classification import MulticlassAccuracy
+
+from laart_ctm.certainty import certainty_loss
+from laart_ctm.core import ContinuousThoughtMachine, CTMOutput
+
+SPLITS = ("train", "val", "test")
+
+
+class ParityCTM(LightningModule):
+    """Cumulative parity with a CTM. ``seq_len`` defaults to the data module's fact.
+
+    The CTM hyper-parameters are those of :class:`laart_ctm.core.ContinuousThoughtMachine`;
+    ``d_embed`` is the token width, ``lr``/``weight_decay``/``warmup_steps`` drive AdamW with a linear
+    warm-up followed by cosine decay over the trainer's total steps.
+    """
+
+    def __init__(
+        self,
+        seq_len: int | None = None,
+        iterations: int = 16,
+        d_model: int = 128,
+        memory_length: int = 8,
+        heads: int = 4,
+        d_attention: int = 64,
+        d_embed: int = 64,
+        n_sync_out: int = 64,
+        n_sync_action: int = 32,
+        self_pairs: int = 0,
+        synapse_depth: int = 1,
+        nlm_hidden: int = 8,
+        dropout: float = 0.0,
+        pairing_seed: int = 0,
+        action_decay_init: float = 0.0,
+        out_decay_init: float = 0.0,
+        predict_with: str = "certain",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 200,
+    ) -> None:
+        super().__init__()
+        if seq_len is None or seq_len < 1:
+            raise ValueError(
+                f"ParityCTM needs seq_len >= 1 (got {seq_len}): set model.init_args.seq_len or use the "
+                "`parity` data module, which provides it"
+            )
+        if predict_with not in ("certain", "last"):
+            raise ValueError(f"ParityCTM: predict_with must be 'certain' or 'last'; got {predict_with!r}")
+        if lr <= 0 or warmup_steps < 0:
+            raise ValueError(
+                f"ParityCTM: need lr > 0 and warmup_steps >= 0; got lr={lr}, warmup_steps={warmup_steps}"
+            )
+        self.save_hyperparameters()
+        self.seq_len, self.predict_with = seq_len, predict_with
+        self.bit_embedding = nn.Embedding(2, d_embed)
+        # Same scale as the bit embedding: with a small init the attention cannot tell positions apart and
+        # training stalls at predicting the first running parities only.
+        self.position_embedding = nn.Parameter(torch.randn(seq_len, d_embed))
+        self.ctm = ContinuousThoughtMachine(
+            d_input=d_embed,
+            out_shape=[seq_len, 2],
+            iterations=iterations,
+            d_model=d_model,
+            memory_length=memory_length,
+            heads=heads,
+            d_attention=d_attention,
+            n_sync_out=n_sync_out,
+            n_sync_action=n_sync_action,
+            self_pairs=self_pairs,
+            synapse_depth=synapse_depth,
+            nlm_hidden=nlm_hidden,
+            dropout=dropout,
+            pairing_seed=pairing_seed,
+            action_decay_init=action_decay_init,
+            out_decay_init=out_decay_init,
+        )
+        self.acc = nn.ModuleDict({f"{split}_acc": MulticlassAccuracy(2, average="micro") for split in SPLITS})
+        self.seq_acc = nn.ModuleDict({f"{split}_seq_acc": MeanMetric() for split in SPLITS})
+
+    def forward(self, bits: Tensor) -> CTMOutput:
+        if bits.shape[-1] != self.seq_len:
+            raise ValueError(
+                f"ParityCTM was built for {self.seq_len} bits; got sequences of {bits.shape[-1]}"
+            )
+        return self.ctm(self.bit_embedding(bits) + self.position_embedding)
+
+    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+        bits, target = batch
+        output = self(bits)
+        loss = certainty_loss(output.logits, output.certainty, target)
+        predicted = output.prediction(self.predict_with).argmax(dim=-1)
+        accuracy = cast(Metric, self.acc[f"{split}_acc"])
+        sequence_accuracy = cast(Metric, self.seq_acc[f"{split}_seq_acc"])
+        accuracy(predicted.flatten(), target.flatten())
+        sequence_accuracy((predicted == target).all(dim=1).float())
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, prog_bar=split != "test", on_step=on_step, on_epoch=not on_step)
+        self.log(f"{split}/acc", accuracy, prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        self.log(f"{split}/seq_acc", sequence_accuracy, on_step=on_step, on_epoch=not on_step)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self(batch[0]).prediction(self.predict_with).argmax(dim=-1)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = min(self.hparams.warmup_steps, total)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(total - warmup, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
