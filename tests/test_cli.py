@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -120,8 +121,8 @@ def test_print_config_shows_the_resolved_component(tmp_path: Path) -> None:
     result = run_cli("fit", "--config", "quickstart", "--print_config", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     config = yaml.safe_load(result.stdout)
-    softmax = get_registry().get("attention", "softmax").class_path
-    assert config["model"]["init_args"]["attention"]["class_path"] == softmax
+    module_name, _, class_name = config["model"]["init_args"]["attention"]["class_path"].rpartition(".")
+    assert getattr(importlib.import_module(module_name), class_name) is get_registry().get("attention", "softmax").cls
     assert config["data"]["class_path"] == "laart_lab.data.synthetic.MarkedTokenDataModule"
 
 
