@@ -55,11 +55,6 @@ def _active_config(cli: LightningCLI) -> Namespace:
     return cli.config[cli.subcommand] if cli.subcommand else cli.config
 
 
-def _import_class(class_path: str) -> type:
-    module_name, _, class_name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
 def fill_data_facts(config: Namespace) -> dict[str, Any]:
     """Fill model init args that the recipe left unset from the datamodule's ``data_facts()``.
 
@@ -71,13 +66,13 @@ def fill_data_facts(config: Namespace) -> dict[str, Any]:
     data_spec, model_spec = config.get("data"), config.get("model")
     if not isinstance(data_spec, Namespace) or not isinstance(model_spec, Namespace):
         return {}
-    data_class = _import_class(data_spec.class_path)
+    data_class = component_names.import_class(data_spec.class_path)
     if not hasattr(data_class, "data_facts"):
         return {}
     init_args = data_spec.get("init_args") or Namespace()
     datamodule = data_class(**init_args.as_dict())
     facts = datamodule.data_facts()
-    model_params = inspect.signature(_import_class(model_spec.class_path)).parameters
+    model_params = inspect.signature(component_names.import_class(model_spec.class_path)).parameters
     filled = {}
     model_args = model_spec.get("init_args")
     for key, value in facts.items():

@@ -15,6 +15,7 @@ is installed once, is idempotent, and ``tests/test_component_names.py`` pins the
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from jsonargparse import _from_config, _typehints
@@ -39,6 +40,12 @@ def resolve_class_path(cls: Any, name: str) -> str:
     if "." not in resolved:  # neither a registered name nor an imported class name
         raise UnknownComponentError(registry.unknown_message(kind, name))
     return resolved
+
+
+def import_class(class_path: str) -> Any:
+    """The object a dotted ``module.Name`` path names (after :func:`resolve_class_path`)."""
+    module_name, _, class_name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def install() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections.abc
 import difflib
-import importlib
 import inspect
 import typing
 from pathlib import Path
@@ -84,9 +83,18 @@ def _unknown_key(key: str, where: str, accepted: list[str]) -> str:
 
 
 def _check_spec(
-    spec: Any, base: type, where: str, problems: list[str], skip_required: set[str] | None = None
+    spec: Any,
+    base: type,
+    where: str,
+    problems: list[str],
+    skip_required: set[str] | None = None,
+    given_at_call: int = 0,
 ) -> type | None:
-    """Check one ``{class_path, init_args}`` spec against ``base``; return the resolved class."""
+    """Check one ``{class_path, init_args}`` spec against ``base``; return the resolved class.
+
+    ``given_at_call``: for a factory hint ``Callable[[A, B], X]`` the model passes the first arguments
+    itself (e.g. ``d_model, n_heads``), so the recipe need not give them.
+    """
     if isinstance(spec, str):
         spec = {"class_path": spec}
     if not isinstance(spec, dict) or "class_path" not in spec:
@@ -101,8 +109,7 @@ def _check_spec(
             )
     try:
         class_path = component_names.resolve_class_path(base, str(spec["class_path"]))
-        module_name, _, class_name = class_path.rpartition(".")
-        cls = getattr(importlib.import_module(module_name), class_name)
+        cls = component_names.import_class(class_path)
     except PluginError as err:
         problems.append(f"{where}.class_path: {err}")
         return None
@@ -116,6 +123,8 @@ def _check_spec(
     if not isinstance(init_args, dict):
         problems.append(f"{where}.init_args: must be a mapping of argument names to values; got {init_args!r}")
         return cls
+    if given_at_call:
+        skip_required = set(list(_parameters(cls)[0])[:given_at_call])
     problems += _check_init_args(
         cls, init_args, f"{where}.init_args", _label(str(spec["class_path"]), class_path), skip_required
     )
@@ -193,16 +202,6 @@ def _factory_arity(hint: Any) -> int:
     return max((_factory_arity(arg) for arg in typing.get_args(hint)), default=0) if origin is not None else 0
 
 
-def _spec_class(spec: Any, base: type) -> type | None:
-    """The class a ``{class_path: ...}`` spec names, or None when it does not resolve (reported elsewhere)."""
-    try:
-        class_path = component_names.resolve_class_path(base, str(spec["class_path"]))
-        module_name, _, class_name = class_path.rpartition(".")
-        return getattr(importlib.import_module(module_name), class_name)
-    except Exception:
-        return None
-
-
 def _check_value(value: Any, hint: Any, where: str) -> list[str]:
     is_spec = isinstance(value, dict) and "class_path" in value
     items = (
@@ -215,11 +214,7 @@ def _check_value(value: Any, hint: Any, where: str) -> list[str]:
         problems: list[str] = []
         given_at_call = _factory_arity(hint)
         for index, item in enumerate(items or [value]):
-            skip = None
-            if given_at_call:  # a factory hint Callable[[A, B], X]: the model passes the first args itself
-                cls = _spec_class(item, base)
-                skip = set(list(_parameters(cls)[0])[:given_at_call]) if cls is not None else None
-            _check_spec(item, base, f"{where}[{index}]" if items else where, problems, skip_required=skip)
+            _check_spec(item, base, f"{where}[{index}]" if items else where, problems, given_at_call=given_at_call)
         return problems
     if hint is inspect.Parameter.empty or hint is typing.Any:
         return []
