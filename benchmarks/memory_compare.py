@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif args.steps:  # equal optimizer steps instead of equal wall time
                     overrides = ["--trainer.max_steps", str(args.steps), "--trainer.max_time", "null"]
                     overrides += ["--model.init_args.lr_decay_steps", str(args.steps)]
+                    overrides += ["--model.init_args.lr_schedule", "steps"]
                     results.append(run_recipe(recipe, seed, out_dir, overrides, "validate"))
                 else:
                     seconds = int(args.minutes * 60)

@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -284,7 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for index, problem in enumerate(problems, 1):
                 print(f"  {index}. {problem}", file=sys.stderr)
             return 2
-    LaartCLI(args)
+    with warnings.catch_warnings():
+        # our args *are* sys.argv, with recipe names resolved: LightningCLI's "args and sys.argv both given" is noise
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        LaartCLI(args)
     return 0
 
 

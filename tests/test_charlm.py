@@ -156,6 +156,33 @@ def test_lr_schedule_warmup_then_cosine_to_floor() -> None:
     assert model.lr_factor(104) == pytest.approx(0.1) and model.lr_factor(500) == pytest.approx(0.1)
 
 
+def test_time_schedule_follows_whichever_budget_is_further_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lr_schedule: time``: half the Trainer's max_time gone = half-way down the cosine, even at step 10 of 1000."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import Timer
+
+    model = tiny_model(warmup_steps=4, lr_decay_steps=1004, min_lr_ratio=0.1, lr_schedule="time")
+    trainer = Trainer(max_time={"seconds": 100}, logger=False, enable_checkpointing=False, accelerator="cpu")
+    model.trainer = trainer
+    timer = next(cb for cb in trainer.callbacks if isinstance(cb, Timer))
+    elapsed = {"seconds": 50.0}
+    monkeypatch.setattr(timer, "time_elapsed", lambda stage="train": elapsed["seconds"])
+    assert model.lr_factor(0) == pytest.approx(0.25)  # warmup stays step-based
+    assert model.lr_factor(10) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert model.lr_factor(1004) == pytest.approx(0.1)  # the step budget can still end it first
+    elapsed["seconds"] = 100.0
+    assert model.lr_factor(10) == pytest.approx(0.1)
+
+
+def test_time_schedule_without_max_time_is_a_clear_error() -> None:
+    from lightning.pytorch import Trainer
+
+    model = tiny_model(lr_schedule="time")
+    model.trainer = Trainer(max_steps=5, logger=False, enable_checkpointing=False, accelerator="cpu")
+    with pytest.raises(ValueError, match="trainer.max_time"):
+        model.configure_optimizers()
+
+
 def test_hparams_are_plain_data_and_components_round_trip() -> None:
     model = tiny_model(functools.partial(ReferenceLinear), memory=RecordingMemory)
     spec = model.hparams["attention"]

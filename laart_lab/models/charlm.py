@@ -14,11 +14,12 @@ import functools
 import importlib
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import Timer
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
@@ -111,6 +112,9 @@ class CharLM(LightningModule):
         memory, memory_layer: optional memory module factory ``(d_model, n_heads)`` and its block.
         lr, min_lr_ratio, warmup_steps, lr_decay_steps: peak learning rate, linear warmup, cosine
             decay to ``lr * min_lr_ratio`` at ``lr_decay_steps`` (default: the Trainer's step budget).
+        lr_schedule: what the cosine decay runs over: ``"steps"`` (``lr_decay_steps``) or ``"time"``: the
+            larger of the step fraction and the fraction of the Trainer's ``max_time`` already spent, so a
+            time-budgeted run reaches the floor learning rate when its time is up, whatever its throughput.
         weight_decay, betas: AdamW; decay applies to weight matrices only (not norms, biases, embeddings).
         compile: run the forward pass through ``torch.compile``.
     """
@@ -137,6 +141,7 @@ class CharLM(LightningModule):
         min_lr_ratio: float = 0.1,
         warmup_steps: int = 100,
         lr_decay_steps: int | None = None,
+        lr_schedule: Literal["steps", "time"] = "steps",
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.95),
         compile: bool = False,
@@ -294,15 +299,41 @@ class CharLM(LightningModule):
                 return int(estimated)
         raise ValueError("set model.init_args.lr_decay_steps or trainer.max_steps: the cosine schedule needs a length")
 
+    def _timer(self) -> Timer:
+        """The Trainer's ``max_time`` timer (``lr_schedule: time`` needs one)."""
+        trainer = self._trainer
+        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None) if trainer is not None else None
+        if timer is None or timer.time_remaining("train") is None:
+            raise ValueError(
+                "CharLM lr_schedule='time' decays the learning rate over the run's time budget: set "
+                "trainer.max_time (e.g. --trainer.max_time 00:00:03:00) or use lr_schedule: steps"
+            )
+        return timer
+
+    def _time_progress(self) -> float:
+        """Fraction of the Trainer's ``max_time`` spent in fit so far (0 unless ``lr_schedule`` is ``time``)."""
+        if self.hparams.get("lr_schedule", "steps") != "time" or self._trainer is None:
+            return 0.0
+        timer = self._timer()
+        elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train") or 0.0
+        return elapsed / max(elapsed + remaining, 1e-9)
+
     def lr_factor(self, step: int) -> float:
-        """Multiplier of the peak lr at optimizer step ``step``: linear warmup, cosine to ``min_lr_ratio``."""
+        """Multiplier of the peak lr at optimizer step ``step``: linear warmup, cosine to ``min_lr_ratio``.
+
+        With ``lr_schedule: time`` the cosine follows whichever budget is further spent, steps or time.
+        """
         warmup, total, floor = self.hparams.warmup_steps, self._decay_steps(), self.hparams.min_lr_ratio
         if step < warmup:
             return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        progress = min(1.0, max((step - warmup) / max(1, total - warmup), self._time_progress()))
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def configure_optimizers(self) -> dict[str, Any]:
+        if self.hparams.get("lr_schedule", "steps") not in ("steps", "time"):
+            raise ValueError(f"CharLM lr_schedule must be 'steps' or 'time'; got {self.hparams.lr_schedule!r}")
+        if self.hparams.get("lr_schedule") == "time":
+            self._timer()  # fail now, with the fix, rather than at the first scheduler step
         optimizer = torch.optim.AdamW(self.param_groups(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -74,6 +74,8 @@ class ContinuousThoughtMachine(nn.Module):
         self_pairs: how many of the pairs of each read-out pair a neuron with itself.
         synapse_depth: 1 for an MLP synapse, > 1 for a U-Net synapse.
         nlm_hidden: hidden width of each neuron's private MLP (0: a single private GLU layer).
+        nlm_init_gain: scale of the NLMs' initial weights (1: the paper's init; see
+            :class:`laart_ctm.nlm.NeuronLevelModels`).
         dropout: dropout in synapse, NLMs and attention.
         pairing_seed: seed of the random choice of synchronised neuron pairs.
         action_decay_init, out_decay_init: initial decay rate r of every pair (the paper: 0, i.e. all ticks
@@ -99,6 +101,7 @@ class ContinuousThoughtMachine(nn.Module):
         pairing_seed: int = 0,
         action_decay_init: float = 0.0,
         out_decay_init: float = 0.0,
+        nlm_init_gain: float = 1.0,
     ) -> None:
         super().__init__()
         out_shape = [int(size) for size in out_shape]
@@ -115,6 +118,7 @@ class ContinuousThoughtMachine(nn.Module):
             "dropout": 0.0 <= dropout < 1.0,
             "action_decay_init": 0.0 <= action_decay_init <= 15.0,
             "out_decay_init": 0.0 <= out_decay_init <= 15.0,
+            "nlm_init_gain": nlm_init_gain > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -123,8 +127,9 @@ class ContinuousThoughtMachine(nn.Module):
                 f"out_shape={out_shape}, iterations={iterations}, d_model={d_model}, "
                 f"memory_length={memory_length}, heads={heads}, d_attention={d_attention}, "
                 f"n_sync_out={n_sync_out}, n_sync_action={n_sync_action}, self_pairs={self_pairs}, "
-                f"dropout={dropout}). Sizes must be >= 1, d_attention divisible by heads, "
-                "0 <= self_pairs <= n_sync_*, 0 <= dropout < 1, decay inits in [0, 15]."
+                f"dropout={dropout}, nlm_init_gain={nlm_init_gain}). Sizes must be >= 1, d_attention "
+                "divisible by heads, 0 <= self_pairs <= n_sync_*, 0 <= dropout < 1, decay inits in [0, 15], "
+                "nlm_init_gain > 0."
             )
         self.iterations, self.d_model, self.memory_length = iterations, d_model, memory_length
         self.out_shape = out_shape
@@ -137,7 +142,7 @@ class ContinuousThoughtMachine(nn.Module):
         self.q_proj = nn.Linear(n_sync_action, d_attention)
         self.attention = nn.MultiheadAttention(d_attention, heads, dropout=dropout, batch_first=True)
         self.synapse = make_synapse(d_attention + d_model, d_model, synapse_depth, dropout)
-        self.neurons = NeuronLevelModels(d_model, memory_length, nlm_hidden, dropout)
+        self.neurons = NeuronLevelModels(d_model, memory_length, nlm_hidden, dropout, nlm_init_gain)
         self.output = nn.Linear(n_sync_out, math.prod(out_shape))
 
         self.start_post = nn.Parameter(torch.empty(d_model).uniform_(-(d_model**-0.5), d_model**-0.5))

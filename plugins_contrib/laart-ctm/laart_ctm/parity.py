@@ -1,7 +1,8 @@
 """``ParityCTM``: a LightningModule that solves cumulative parity with the CTM core.
 
-Each bit becomes a token (bit embedding + learned position embedding); the CTM attends over the
-``L`` tokens for ``iterations`` ticks and predicts all ``L`` running parities at every tick
+Each bit becomes a token (``token_encoding: additive``: bit embedding + learned position embedding;
+``joint``: one learned vector per (position, bit value)); the CTM attends over the ``L`` tokens for
+``iterations`` ticks and predicts all ``L`` running parities at every tick
 (``out_shape = [L, 2]``). It trains with the certainty-based loss.
 
 Metrics (the prediction of an example is taken at its most-certain tick, or the last tick with
@@ -28,6 +29,7 @@ from laart_ctm.certainty import certainty_loss
 from laart_ctm.core import ContinuousThoughtMachine, CTMOutput
 
 SPLITS = ("train", "val", "test")
+TOKEN_ENCODINGS = ("additive", "joint")
 
 
 class ParityCTM(LightningModule):
@@ -36,6 +38,11 @@ class ParityCTM(LightningModule):
     The CTM hyper-parameters are those of :class:`laart_ctm.core.ContinuousThoughtMachine`;
     ``d_embed`` is the token width, ``lr``/``weight_decay``/``warmup_steps`` drive AdamW with a linear
     warm-up followed by cosine decay over the trainer's total steps.
+
+    ``token_encoding``: ``"additive"`` embeds a bit as ``bit_embedding[bit] + position_embedding[i]``;
+    ``"joint"`` looks up one learned vector per (position, bit value), so the value read from a token
+    can depend on position and bit together (an average over several tokens then still tells which
+    bits were set where). Neither encoding sees anything but the bits and their positions.
     """
 
     def __init__(
@@ -56,7 +63,9 @@ class ParityCTM(LightningModule):
         pairing_seed: int = 0,
         action_decay_init: float = 0.0,
         out_decay_init: float = 0.0,
+        nlm_init_gain: float = 1.0,
         predict_with: str = "certain",
+        token_encoding: str = "additive",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_steps: int = 200,
@@ -67,6 +76,10 @@ class ParityCTM(LightningModule):
                 f"ParityCTM needs seq_len >= 1 (got {seq_len}): set model.init_args.seq_len or use the "
                 "`parity` data module, which provides it"
             )
+        if token_encoding not in TOKEN_ENCODINGS:
+            raise ValueError(
+                f"ParityCTM: token_encoding must be one of {TOKEN_ENCODINGS}; got {token_encoding!r}"
+            )
         if predict_with not in ("certain", "last"):
             raise ValueError(f"ParityCTM: predict_with must be 'certain' or 'last'; got {predict_with!r}")
         if lr <= 0 or warmup_steps < 0:
@@ -74,11 +87,14 @@ class ParityCTM(LightningModule):
                 f"ParityCTM: need lr > 0 and warmup_steps >= 0; got lr={lr}, warmup_steps={warmup_steps}"
             )
         self.save_hyperparameters()
-        self.seq_len, self.predict_with = seq_len, predict_with
-        self.bit_embedding = nn.Embedding(2, d_embed)
-        # Same scale as the bit embedding: with a small init the attention cannot tell positions apart and
-        # training stalls at predicting the first running parities only.
-        self.position_embedding = nn.Parameter(torch.randn(seq_len, d_embed))
+        self.seq_len, self.predict_with, self.token_encoding = seq_len, predict_with, token_encoding
+        if token_encoding == "additive":
+            self.bit_embedding = nn.Embedding(2, d_embed)
+            # Same scale as the bit embedding: with a small init the attention cannot tell positions apart
+            # and training stalls at predicting the first running parities only.
+            self.position_embedding = nn.Parameter(torch.randn(seq_len, d_embed))
+        else:  # "joint": one learned vector per (position, bit value), row 2 * position + bit
+            self.token_embedding = nn.Embedding(2 * seq_len, d_embed)
         self.ctm = ContinuousThoughtMachine(
             d_input=d_embed,
             out_shape=[seq_len, 2],
@@ -96,6 +112,7 @@ class ParityCTM(LightningModule):
             pairing_seed=pairing_seed,
             action_decay_init=action_decay_init,
             out_decay_init=out_decay_init,
+            nlm_init_gain=nlm_init_gain,
         )
         self.acc = nn.ModuleDict({f"{split}_acc": MulticlassAccuracy(2, average="micro") for split in SPLITS})
         self.seq_acc = nn.ModuleDict({f"{split}_seq_acc": MeanMetric() for split in SPLITS})
@@ -105,7 +122,14 @@ class ParityCTM(LightningModule):
             raise ValueError(
                 f"ParityCTM was built for {self.seq_len} bits; got sequences of {bits.shape[-1]}"
             )
-        return self.ctm(self.bit_embedding(bits) + self.position_embedding)
+        return self.ctm(self.embed(bits))
+
+    def embed(self, bits: Tensor) -> Tensor:
+        """long [B, L] bits -> tokens [B, L, d_embed] (see ``token_encoding``)."""
+        if self.token_encoding == "additive":
+            return self.bit_embedding(bits) + self.position_embedding
+        positions = torch.arange(self.seq_len, device=bits.device)
+        return self.token_embedding(2 * positions + bits)
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         bits, target = batch

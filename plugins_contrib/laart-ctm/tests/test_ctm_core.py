@@ -9,7 +9,7 @@ import torch
 
 from laart_ctm.certainty import certainty_loss, normalised_entropy, per_tick_cross_entropy, tick_certainty
 from laart_ctm.core import ContinuousThoughtMachine
-from laart_ctm.nlm import NeuronLevelModels
+from laart_ctm.nlm import NeuronLevelModels, PerNeuronLinear
 from laart_ctm.synapse import SynapseMLP, SynapseUNet, make_synapse
 from laart_ctm.synchronisation import Synchronisation
 
@@ -165,6 +165,30 @@ def test_neuron_level_models_are_private_per_neuron() -> None:
     trace2[:, 4] += 1.0
     changed = (nlm(trace2) - nlm(trace)).abs().amax(dim=0) > 1e-6
     assert changed.tolist() == [d == 4 for d in range(7)]
+
+
+def test_per_neuron_linear_is_the_per_neuron_einsum() -> None:
+    torch.manual_seed(4)
+    layer = PerNeuronLinear(neurons=6, in_dims=3, out_dims=5)
+    with torch.no_grad():
+        layer.bias.normal_()
+    x = torch.randn(4, 6, 3)
+    reference = torch.einsum("bdi,iod->bdo", x, layer.weight) + layer.bias
+    assert torch.allclose(layer(x), reference, atol=1e-6)
+
+
+def test_nlm_init_gain_scales_the_initial_weights_and_is_validated() -> None:
+    torch.manual_seed(5)
+    plain = NeuronLevelModels(neurons=64, memory_length=8, hidden=4)
+    torch.manual_seed(5)
+    gained = NeuronLevelModels(neurons=64, memory_length=8, hidden=4, init_gain=3.0)
+    for a, b in zip(plain.layers, gained.layers):
+        assert torch.allclose(b.weight, 3.0 * a.weight)
+    trace = torch.randn(16, 64, 8)
+    assert gained(trace).std() > 5 * plain(trace).std()  # two GLU layers: the gain acts about squared
+    assert small_ctm(nlm_init_gain=3.0).neurons.layers[0].weight.abs().max() > 1.0 / math.sqrt(3 + 8)
+    with pytest.raises(ValueError, match="nlm_init_gain"):
+        small_ctm(nlm_init_gain=0.0)
 
 
 def test_perturbing_one_neurons_weights_changes_only_its_post_activation_in_the_ctm() -> None:

@@ -72,6 +72,18 @@ def test_model_needs_seq_len_and_checks_it() -> None:
         model(torch.randint(0, 2, (2, 4)))
 
 
+def test_joint_token_encoding_has_one_vector_per_position_and_bit() -> None:
+    model = ParityCTM(seq_len=4, token_encoding="joint", **TINY)
+    bits = torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0]])
+    tokens = model.embed(bits)
+    table = model.token_embedding.weight
+    assert torch.equal(tokens[0, 1], table[2 * 1 + 1]) and torch.equal(tokens[1, 3], table[2 * 3 + 0])
+    assert model(bits).logits.shape == (2, 3, 4, 2)
+    assert not hasattr(model, "position_embedding")
+    with pytest.raises(ValueError, match="token_encoding"):
+        ParityCTM(seq_len=4, token_encoding="sum", **TINY)
+
+
 def test_batch_targets_layouts() -> None:
     target = torch.tensor([1, 0])
     assert batch_targets((torch.zeros(2), target)) is target
