@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--n_layers", type=int, default=4)
     parser.add_argument("--n_heads", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--out", "--out-dir", default="benchmarks/results")
     args = parser.parse_args()
     if args.num_chars < 1100:
         parser.error("--num_chars must be >= 1100 to report the 1k point")
