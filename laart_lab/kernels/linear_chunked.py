@@ -92,20 +92,20 @@ class _Inputs:
     def query(self, q: Tensor, s: int, e: int) -> Tensor:
         return _chunks(feature_map(q[:, s:e].to(self.acc), self.feature), s, e, self.rows(s, e), self.chunk)
 
-    def key(self, k: Tensor, s: int, e: int) -> Tensor:
-        kf = feature_map(k[:, s:e].to(self.acc), self.feature)
+    def _masked_keys(self, x: Tensor, s: int, e: int) -> Tensor:
+        """Key-side rows of a block with padded keys zeroed, in chunks."""
         if self.mask is not None:
-            kf = kf * self.mask[:, s:e, None, None]
-        return _chunks(kf, s, e, self.rows(s, e), self.chunk)
+            x = x * self.mask[:, s:e, None, None]
+        return _chunks(x, s, e, self.rows(s, e), self.chunk)
+
+    def key(self, k: Tensor, s: int, e: int) -> Tensor:
+        return self._masked_keys(feature_map(k[:, s:e].to(self.acc), self.feature), s, e)
 
     def query_grad_factor(self, q: Tensor, s: int, e: int) -> Tensor:
         return _chunks(feature_map_grad(q[:, s:e].to(self.acc), self.feature), s, e, self.rows(s, e), self.chunk)
 
     def key_grad_factor(self, k: Tensor, s: int, e: int) -> Tensor:
-        fac = feature_map_grad(k[:, s:e].to(self.acc), self.feature)
-        if self.mask is not None:
-            fac = fac * self.mask[:, s:e, None, None]
-        return _chunks(fac, s, e, self.rows(s, e), self.chunk)
+        return self._masked_keys(feature_map_grad(k[:, s:e].to(self.acc), self.feature), s, e)
 
     def grads(self, g: Tensor, o: Tensor, den: Tensor, eps: float, s: int, e: int) -> tuple[Tensor, Tensor]:
         """``dnum = g/(den+eps)`` ``[B,H,n,C,E]`` and ``dden = -(g·o)/(den+eps)`` ``[B,H,n,C]`` of a block."""

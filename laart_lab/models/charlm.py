@@ -154,6 +154,8 @@ class CharLM(LightningModule):
                 "CharLM needs vocab_size: give it in the recipe's model.init_args or use a data module that "
                 "provides it through data_facts() (the `text` data module does)"
             )
+        if lr_schedule not in ("steps", "time"):
+            raise ValueError(f"CharLM lr_schedule must be 'steps' or 'time'; got {lr_schedule!r}")
         if vocabulary is not None and len(vocabulary) != vocab_size:
             raise ValueError(f"vocabulary has {len(vocabulary)} characters but vocab_size is {vocab_size}")
         self.save_hyperparameters()
@@ -330,8 +332,6 @@ class CharLM(LightningModule):
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        if self.hparams.get("lr_schedule", "steps") not in ("steps", "time"):
-            raise ValueError(f"CharLM lr_schedule must be 'steps' or 'time'; got {self.hparams.lr_schedule!r}")
         if self.hparams.get("lr_schedule") == "time":
             self._timer()  # fail now, with the fix, rather than at the first scheduler step
         optimizer = torch.optim.AdamW(self.param_groups(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
