@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from laart_ctm.certainty import certainty_loss, normalised_entropy, per_tick_cross_entropy, tick_certainty
+from laart_ctm.certainty import (
+    certainty_loss,
+    normalised_entropy,
+    per_tick_cross_entropy,
+    position_certainty,
+    select_ticks,
+    tick_certainty,
+)
 from laart_ctm.core import ContinuousThoughtMachine
 from laart_ctm.nlm import NeuronLevelModels, PerNeuronLinear
 from laart_ctm.synapse import SynapseMLP, SynapseUNet, make_synapse
@@ -105,6 +112,37 @@ def test_certainty_loss_with_positions_averages_positions_per_tick() -> None:
     assert certainty_loss(logits, tick_certainty(logits), target).item() == pytest.approx(
         expected.item(), abs=1e-5
     )
+
+
+def test_certainty_loss_per_position_picks_ticks_for_each_position() -> None:
+    # One example, T=2 ticks, 2 positions, C=2. Position 0 (target 0) is right and sure at tick 0 and
+    # wrong and sure at tick 1; position 1 (target 1) is unsure at tick 0 and right and sure at tick 1.
+    logits = torch.tensor([[[[3.0, 0.0], [0.0, 0.2]], [[0.0, 4.0], [0.0, 2.0]]]])
+    target = torch.tensor([[0, 1]])
+    certainty = position_certainty(logits)
+    assert certainty.shape == (1, 2, 2)
+    assert certainty.argmax(dim=1).tolist() == [[1, 1]]  # position 0: tick 1 (4.0) is surer than tick 0 (3.0)
+    ce = [[_ce(logits[0, t, s].tolist(), int(target[0, s])) for s in range(2)] for t in range(2)]
+    lowest = [min(ce[0][0], ce[1][0]), min(ce[0][1], ce[1][1])]  # ticks 0 and 1
+    certain = [ce[1][0], ce[1][1]]
+    expected = (sum(lowest) / 2 + sum(certain) / 2) / 2
+    assert certainty_loss(logits, certainty, target).item() == pytest.approx(expected, abs=1e-6)
+    # The per-example loss reads both positions at one common tick, so it differs here.
+    assert certainty_loss(logits, tick_certainty(logits), target).item() != pytest.approx(expected, abs=1e-3)
+    with pytest.raises(ValueError, match="certainty shape"):
+        certainty_loss(logits, certainty[..., :1], target)
+
+
+def test_select_ticks_per_example_and_per_position_match_a_loop() -> None:
+    torch.manual_seed(3)
+    logits = torch.randn(3, 5, 4, 2)
+    per_example = torch.tensor([4, 0, 2])
+    per_position = torch.randint(0, 5, (3, 4))
+    chosen = select_ticks(logits, per_position)
+    for b in range(3):
+        assert torch.equal(select_ticks(logits, per_example)[b], logits[b, per_example[b]])
+        for s in range(4):
+            assert torch.equal(chosen[b, s], logits[b, per_position[b, s], s])
 
 
 def test_per_tick_cross_entropy_rejects_mismatched_target() -> None:

@@ -136,3 +136,23 @@ def test_tick_stats_match_a_naive_recount_and_checkpoint_loads_weights_only(tmp_
     restored = ParityCTM.load_from_checkpoint(path, weights_only=True)
     with torch.no_grad():
         assert torch.allclose(restored.eval()(bits).logits, output.logits, atol=1e-6)
+
+
+def test_tick_selection_position_reads_each_running_parity_at_its_own_most_certain_tick() -> None:
+    torch.manual_seed(0)
+    model = ParityCTM(seq_len=5, tick_selection="position", **TINY).eval()
+    bits = torch.randint(0, 2, (4, 5))
+    output = model(bits)
+    probabilities = output.logits.softmax(dim=-1)
+    certainty = 1 + (probabilities * probabilities.log()).sum(dim=-1) / torch.log(torch.tensor(2.0))
+    answer = model.answer(output)
+    for b in range(4):
+        for position in range(5):
+            tick = int(certainty[b, :, position].argmax())
+            assert torch.equal(answer[b, position], output.logits[b, tick, position])
+    per_example = ParityCTM(seq_len=5, **TINY)
+    per_example.load_state_dict(model.state_dict())
+    ticks = per_example.ctm(per_example.embed(bits)).most_certain_tick()
+    assert torch.equal(per_example.eval().answer(output), output.logits[torch.arange(4), ticks])
+    with pytest.raises(ValueError, match="tick_selection"):
+        ParityCTM(seq_len=5, tick_selection="tick", **TINY)
