@@ -150,17 +150,20 @@ class ParityCTM(LightningModule):
             return position_certainty(output.logits)
         return output.certainty
 
-    def answer(self, output: CTMOutput) -> Tensor:
-        """Logits [B, L, 2] of the running parities, each read at the tick ``predict_with`` names."""
+    def answer(self, output: CTMOutput, certainty: Tensor | None = None) -> Tensor:
+        """Logits [B, L, 2] of the running parities, each read at the tick ``predict_with`` names
+        (``certainty``: :meth:`certainty` of ``output`` where the caller already has it)."""
         if self.predict_with == "last":
             return output.logits[:, -1]
-        return select_ticks(output.logits, self.certainty(output).argmax(dim=1))
+        certainty = self.certainty(output) if certainty is None else certainty
+        return select_ticks(output.logits, certainty.argmax(dim=1))
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         bits, target = batch
         output = self(bits)
-        loss = certainty_loss(output.logits, self.certainty(output), target)
-        predicted = self.answer(output).argmax(dim=-1)
+        certainty = self.certainty(output)
+        loss = certainty_loss(output.logits, certainty, target)
+        predicted = self.answer(output, certainty).argmax(dim=-1)
         accuracy = cast(Metric, self.acc[f"{split}_acc"])
         sequence_accuracy = cast(Metric, self.seq_acc[f"{split}_seq_acc"])
         accuracy(predicted.flatten(), target.flatten())
