@@ -46,7 +46,8 @@ class CTMOutput:
         return self.certainty.argmax(dim=1)
 
     def at_ticks(self, ticks: Tensor) -> Tensor:
-        """The prediction of each example at its own tick (``ticks`` long [B]) -> [B, *out_shape]."""
+        """The prediction at chosen ticks -> [B, *out_shape]: ``ticks`` long [B] (one tick per example)
+        or long [B, *out_shape[:-1]] (one tick per prediction position)."""
         return select_ticks(self.logits, ticks)
 
     def prediction(self, tick: str = "certain") -> Tensor:

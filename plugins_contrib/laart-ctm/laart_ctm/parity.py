@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from laart_ctm.certainty import certainty_loss, position_certainty, select_ticks
+from laart_ctm.certainty import certainty_loss, position_certainty
 from laart_ctm.core import ContinuousThoughtMachine, CTMOutput
 
 SPLITS = ("train", "val", "test")
@@ -154,9 +154,9 @@ class ParityCTM(LightningModule):
         """Logits [B, L, 2] of the running parities, each read at the tick ``predict_with`` names
         (``certainty``: :meth:`certainty` of ``output`` where the caller already has it)."""
         if self.predict_with == "last":
-            return output.logits[:, -1]
+            return output.prediction("last")
         certainty = self.certainty(output) if certainty is None else certainty
-        return select_ticks(output.logits, certainty.argmax(dim=1))
+        return output.at_ticks(certainty.argmax(dim=1))
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         bits, target = batch
