@@ -25,7 +25,7 @@ import tempfile
 import zipfile
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +59,7 @@ class ClutrrExample:
     genders: list[int]  #: per node: 0 unknown, 1 female, 2 male
     path: list[str]  #: relations from the query head to its tail
     k: int  #: number of story edges
+    names: list[str] = field(default_factory=list)  #: per node: the name written in [brackets] in the story
 
 
 # ------------------------------------------------------------------------------------------------
@@ -135,11 +136,13 @@ def parse_row(row: dict[str, str], where: str) -> ClutrrExample:
     if not target:
         raise ClutrrFormatError(f"{where}, field 'target': empty relation name")
     genders: list[int] = []
+    names: list[str] = []
     for item in filter(None, (part.strip() for part in row["genders"].split(","))):
         name, sep, gender = item.rpartition(":")
         if not sep or gender.strip() not in GENDER_IDS:
             raise ClutrrFormatError(f"{where}, field 'genders': expected 'Name:male|female,...', got item {item!r}")
         genders.append(GENDER_IDS[gender.strip()])
+        names.append(name.strip())
     num_nodes = max(max(max(p) for p in pairs), *query) + 1
     genders += [0] * (num_nodes - len(genders))
     edges = [(a, b, str(t)) for (a, b), t in zip(pairs, types)]
@@ -158,6 +161,7 @@ def parse_row(row: dict[str, str], where: str) -> ClutrrExample:
         genders=genders,
         path=path,
         k=len(pairs),
+        names=names,
     )
 
 
