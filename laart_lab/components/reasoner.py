@@ -11,6 +11,11 @@ given the story as a relation graph, and returns scores over the relation vocabu
 
 Relation ids index the data's relation vocabulary (``0 .. num_relations-1``); padded slots are
 marked by the masks and hold ``0``.
+
+When the relations were *read* from text (LAART's reader) rather than given, ``path_probs`` carries
+the reader's distribution over the vocabulary at every path step (``path`` holds its argmax). A
+reasoner that can compose distributions (the SLRM) reads them, so the answer's gradient reaches the
+reader; every other reasoner reads ``path`` as usual.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class ReasoningBatch:
     target: Tensor | None = None  #: long [B] relation id of the answer (None at prediction time)
     path_length: Tensor | None = None  #: long [B] the k of each example (number of path relations)
     meta: dict[str, Any] = field(default_factory=dict)  #: free-form extras (texts, ids) for text models
+    path_probs: Tensor | None = None  #: float [B, K, num_relations] read relation distributions (optional)
 
     def to(self, device: torch.device | str) -> ReasoningBatch:
         moved = {
@@ -87,6 +93,16 @@ class Reasoner(nn.Module):
     def log_metrics(self) -> dict[str, float]:
         """Scalars the module logs after each training step (e.g. number of invented relations)."""
         return {}
+
+    def consistency(self, output: ReasonerOutput, conclusion: Tensor) -> Tensor:
+        """How strongly this reasoner's answer supports ``conclusion`` (relation ids ``[B]``), in [0, 1].
+
+        LAART's check asks it whether the fast system's answer follows from the premises read from the
+        story. Default: the probability the reasoner gives the conclusion; the SLRM overrides it with box
+        containment (:meth:`laart_lab.reasoning.slrm.SLRM.score_distribution`).
+        """
+        probs = torch.softmax(output.logits.float(), dim=-1)
+        return probs.gather(1, conclusion.view(-1, 1)).squeeze(1)
 
 
 ReasonerFactory = Callable[[int], Reasoner]

@@ -54,6 +54,19 @@ def compose_distributions(p: Tensor, q: Tensor, table: Tensor) -> Tensor:
     return outer @ table.reshape(n * n, n)
 
 
+def leaf_distributions(path: Tensor, num_boxes: int, path_probs: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """``[B, K, N]`` distributions of the path's relations over all N boxes: one-hot ids, or the read
+    distributions ``path_probs [B, K, R]`` (R named relations; invented concepts get no mass)."""
+    if path_probs is None:
+        return F.one_hot(path, num_boxes).to(dtype)
+    if path_probs.shape[:2] != path.shape or path_probs.shape[-1] > num_boxes:
+        raise ValueError(
+            f"path_probs must be [batch, length, <= {num_boxes}] matching path {tuple(path.shape)}, "
+            f"got {tuple(path_probs.shape)}"
+        )
+    return F.pad(path_probs.to(dtype), (0, num_boxes - path_probs.shape[-1]))
+
+
 def chart_reduce(
     path: Tensor,
     lengths: Tensor,
@@ -61,6 +74,7 @@ def chart_reduce(
     num_named: int,
     hard: bool = False,
     split_temperature: float = 0.2,
+    path_probs: Tensor | None = None,
 ) -> ChartResult:
     """Reduce relation paths to one relation by composing adjacent pairs, the order chosen by score.
 
@@ -71,6 +85,7 @@ def chart_reduce(
     ``score(i..m) + score(m..j) + log(named mass of the composition)``. Soft mode mixes the splits by
     ``softmax(score / split_temperature)``; hard mode keeps the best split and snaps the result to
     its most likely relation (the final span keeps its full distribution, for calibrated logits).
+    ``path_probs [B, K, R]``, if given, replaces the one-hot leaves by read relation distributions.
     """
     if path.dim() != 2:
         raise ValueError(f"path must be [batch, length], got shape {tuple(path.shape)}")
@@ -83,8 +98,9 @@ def chart_reduce(
     dist: dict[tuple[int, int], Tensor] = {}
     score: dict[tuple[int, int], Tensor] = {}
     split: dict[tuple[int, int], Tensor] = {}
+    leaves = leaf_distributions(path, n, path_probs, table.dtype)
     for i in range(max_len):
-        dist[(i, i + 1)] = F.one_hot(path[:, i], n).to(table.dtype)
+        dist[(i, i + 1)] = leaves[:, i]
         score[(i, i + 1)] = torch.zeros(batch, dtype=table.dtype, device=table.device)
     rows = torch.arange(batch, device=path.device)
     soft_rows: dict[tuple[int, int], Tensor] = {}  # hard mode: the full row each snapped span came from
@@ -120,7 +136,13 @@ def chart_reduce(
     return ChartResult(final, final_score, split)
 
 
-def viterbi_reduce(path: Tensor, lengths: Tensor, table: Tensor, log_penalty: Tensor | None = None) -> ChartResult:
+def viterbi_reduce(
+    path: Tensor,
+    lengths: Tensor,
+    table: Tensor,
+    log_penalty: Tensor | None = None,
+    path_probs: Tensor | None = None,
+) -> ChartResult:
     """Exact best-derivation reduction (max-product CKY over the composition table).
 
     Each span ``i..j`` keeps, for *every* relation c, the log-probability of the best way to compose the
@@ -129,6 +151,8 @@ def viterbi_reduce(path: Tensor, lengths: Tensor, table: Tensor, log_penalty: Te
     best one) means a locally attractive composition cannot block the only derivation that completes.
     ``dist`` is the softmax of the full span's scores; ``score`` the best derivation's log-probability.
     ``log_penalty [N, N, N]``, if given, is added to ``log T`` (e.g. to distrust unattested compositions).
+    ``path_probs [B, K, R]``, if given, starts each leaf at the log of its read distribution, so a
+    derivation may take a less likely reading of one step when it composes into a far likelier whole.
     """
     if path.dim() != 2:
         raise ValueError(f"path must be [batch, length], got shape {tuple(path.shape)}")
@@ -143,8 +167,10 @@ def viterbi_reduce(path: Tensor, lengths: Tensor, table: Tensor, log_penalty: Te
     impossible = -1e4
     chart: dict[tuple[int, int], Tensor] = {}
     split: dict[tuple[int, int], Tensor] = {}
+    leaves = leaf_distributions(path, n, path_probs, table.dtype)
     for i in range(max_len):
-        chart[(i, i + 1)] = torch.where(F.one_hot(path[:, i], n).bool(), 0.0, impossible).to(table.dtype)
+        leaf = leaves[:, i]
+        chart[(i, i + 1)] = torch.where(leaf > 0, leaf.clamp_min(1e-30).log(), impossible).clamp_min(impossible)
     for width in range(2, max_len + 1):
         for i in range(0, max_len - width + 1):
             j = i + width
@@ -247,12 +273,15 @@ class SLRM(Reasoner):
         return torch.softmax(self.assignment_logits(self.compose_boxes(left, right)), dim=-1)
 
     # ---- reasoning -----------------------------------------------------------------------------
-    def reduce(self, path: Tensor, lengths: Tensor, hard: bool | None = None) -> ChartResult:
-        """Reduce relation-id paths ``[B, K]`` to one relation each (see :func:`chart_reduce`)."""
+    def reduce(
+        self, path: Tensor, lengths: Tensor, hard: bool | None = None, path_probs: Tensor | None = None
+    ) -> ChartResult:
+        """Reduce relation-id paths ``[B, K]`` (or read distributions ``path_probs``) to one relation each."""
         hard = (self.hard_eval and not self.training) if hard is None else hard
+        table = self.composition_tensor()
         if hard:
-            return viterbi_reduce(path, lengths, self.composition_tensor(), self.evidence_penalty())
-        return chart_reduce(path, lengths, self.composition_tensor(), self.num_relations, False, self.split_temperature)
+            return viterbi_reduce(path, lengths, table, self.evidence_penalty(), path_probs)
+        return chart_reduce(path, lengths, table, self.num_relations, False, self.split_temperature, path_probs)
 
     def forward(self, batch: ReasoningBatch) -> ReasonerOutput:
         lengths = batch.path_mask.sum(1).clamp_min(1)
@@ -265,15 +294,20 @@ class SLRM(Reasoner):
                 )
         if self.reduction == "viterbi" or (self.hard_eval and not self.training):
             # best derivation per answer: logits are its log-probabilities (cross-entropy renormalises them)
-            result = viterbi_reduce(batch.path, lengths, table, None if self.training else self.evidence_penalty())
+            penalty = None if self.training else self.evidence_penalty()
+            result = viterbi_reduce(batch.path, lengths, table, penalty, batch.path_probs)
             logits = torch.log(result.dist[:, : self.num_relations].clamp_min(_EPS))
         else:
-            result = chart_reduce(batch.path, lengths, table, self.num_relations, False, self.split_temperature)
+            result = chart_reduce(
+                batch.path, lengths, table, self.num_relations, False, self.split_temperature, batch.path_probs
+            )
             logits = torch.log(result.dist[:, : self.num_relations].clamp_min(_EPS))
         aux = None
         if self.training and self.unnamed_prior > 0:
             aux = self.unnamed_prior * table[..., : self.num_relations].sum(-1).mean()
-        return ReasonerOutput(logits=logits, aux_loss=aux, extras={"plausibility": result.score.detach()})
+        return ReasonerOutput(
+            logits=logits, aux_loss=aux, extras={"plausibility": result.score.detach(), "dist": result.dist}
+        )
 
     def evidence_penalty(self) -> Tensor | None:
         """``[N, N, N]`` log-penalty on named results of pairs never seen as a two-relation training path."""
@@ -305,11 +339,19 @@ class SLRM(Reasoner):
         if premise_mask is None:
             premise_mask = torch.ones_like(premises, dtype=torch.bool)
         result = self.reduce(premises, premise_mask.sum(1).clamp_min(1))
+        return self.score_distribution(result.dist, conclusion)
+
+    def score_distribution(self, dist: Tensor, conclusion: Tensor) -> Tensor:
+        """:meth:`score` for premises already reduced to a distribution ``dist [B, N]`` over the boxes."""
         boxes = self.boxes()
         contained = conditional(boxes[conclusion].unsqueeze(1), boxes.unsqueeze(0), self.beta)  # [B, N]
         # a Gumbel box contains itself only to exp(-2 beta log2 sum(1/side)): normalise so that P(C | C) = 1
         self_containment = conditional(boxes, boxes, self.beta).unsqueeze(0)  # [1, N]
-        return (result.dist * (contained / self_containment).clamp(0.0, 1.0)).sum(-1).clamp(0.0, 1.0)
+        return (dist * (contained / self_containment).clamp(0.0, 1.0)).sum(-1).clamp(0.0, 1.0)
+
+    def consistency(self, output: ReasonerOutput, conclusion: Tensor) -> Tensor:
+        """Box containment of ``conclusion`` in the composed premises (the SLRM's verifier, see :meth:`score`)."""
+        return self.score_distribution(output.extras["dist"].detach(), conclusion)
 
     # ---- inspection ----------------------------------------------------------------------------
     def relation_labels(self, relation_names: list[str] | None = None) -> list[str]:
