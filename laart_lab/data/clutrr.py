@@ -34,6 +34,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from laart_lab.components.reasoner import ReasoningBatch
+from laart_lab.data.clutrr_text import LaartBatch, TextCollator, WordTokenizer, encode_story, gold_entity_edges
 from laart_lab.paths import data_path
 
 DEFAULT_CLUTRR = ("clutrr", "data_089907f8.zip")
@@ -339,6 +340,11 @@ class ClutrrDataModule(LightningDataModule):
         seed: seed of the validation split and of the generator.
         num_workers: DataLoader workers.
         generated_train_ks / generated_test_ks / generated_train_rows / generated_test_rows: generator sizes.
+        view: ``'graph'`` batches are :class:`ReasoningBatch` es of the gold relation graph (for
+            ``RelationReasoning``); ``'text'`` batches are :class:`~laart_lab.data.clutrr_text.LaartBatch` es
+            of the story text (for ``LaartModel``), whose evaluation batches carry no gold graph.
+        max_entities: text view: entity slots, the most people a story may mention.
+        min_word_count: text view: words seen fewer times in the training stories read as ``<unk>``.
     """
 
     def __init__(
@@ -354,8 +360,17 @@ class ClutrrDataModule(LightningDataModule):
         generated_test_ks: list[int] | None = None,
         generated_train_rows: int = 5000,
         generated_test_rows: int = 100,
+        view: Literal["graph", "text"] = "graph",
+        max_entities: int = 32,
+        min_word_count: int = 2,
     ) -> None:
         super().__init__()
+        if view not in ("graph", "text"):
+            raise ValueError(f"view must be 'graph' (relation graphs) or 'text' (story text), got {view!r}")
+        self.view, self.max_entities, self.min_word_count = view, max_entities, min_word_count
+        self._tokenizer: WordTokenizer | None = None
+        self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None
+        self._gold_edges: dict[str, list[tuple[int, int, str]]] | None = None
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if batch_size < 1:
@@ -401,26 +416,58 @@ class ClutrrDataModule(LightningDataModule):
         return list(self.release.tests)
 
     def data_facts(self) -> dict[str, Any]:
-        """Facts the model needs: ``num_relations`` and ``relation_names`` (stored in its hparams)."""
-        return {"num_relations": len(self.relation_names), "relation_names": list(self.relation_names)}
+        """Facts the model needs: ``num_relations`` and ``relation_names`` (stored in its hparams); the
+        text view adds ``vocabulary`` (the training stories' words) and ``max_entities``."""
+        facts: dict[str, Any] = {"num_relations": len(self.relation_names), "relation_names": list(self.relation_names)}
+        if self.view == "text":
+            facts.update(vocabulary=list(self.tokenizer.words), max_entities=self.max_entities)
+        return facts
+
+    def _split(self) -> tuple[list[ClutrrExample], list[ClutrrExample]]:
+        """(train, validation): a seeded split of the training file."""
+        if self._split_sets is None:
+            train = list(self.release.train)
+            order = list(range(len(train)))
+            random.Random(self.seed).shuffle(order)
+            n_val = max(1, round(len(train) * self.val_fraction))
+            self._split_sets = ([train[i] for i in sorted(order[n_val:])], [train[i] for i in sorted(order[:n_val])])
+        return self._split_sets
+
+    @property
+    def tokenizer(self) -> WordTokenizer:
+        """Text view: the word vocabulary of the training split's stories (or the checkpoint's)."""
+        if self._tokenizer is None:
+            self._tokenizer = WordTokenizer.build((e.story for e in self._split()[0]), self.min_word_count)
+        return self._tokenizer
 
     def setup(self, stage: str | None = None) -> None:
-        train = list(self.release.train)
-        order = list(range(len(train)))
-        random.Random(self.seed).shuffle(order)
-        n_val = max(1, round(len(train) * self.val_fraction))
-        self.val_set = [train[i] for i in sorted(order[:n_val])]
-        self.train_set = [train[i] for i in sorted(order[n_val:])]
+        self.train_set, self.val_set = self._split()
         self._index = {name: i for i, name in enumerate(self.relation_names)}
+
+    def gold_edges(self, ids: list[str]) -> list[list[tuple[int, int, str]]]:
+        """Text view: the gold chain edges ``(entity, entity, relation)`` of evaluation stories, by id.
+
+        Kept here, outside the batches, so that a model reads no gold graph at evaluation; only the
+        edge metrics ask for it.
+        """
+        if self._gold_edges is None:
+            rows = [*self._split()[1], *(e for rows in self.release.tests.values() for e in rows)]
+            self._gold_edges = {e.id: gold_entity_edges(e, encode_story(e, self.tokenizer)) for e in rows}
+        return [self._gold_edges.get(i, []) for i in ids]
 
     # ---- loaders ---------------------------------------------------------------------------------
     def _loader(self, rows: list[ClutrrExample], shuffle: bool, task_k: int | None = None) -> DataLoader:
+        collate: Any
+        if self.view == "text":  # only the shuffled (training) loader carries gold facts
+            collate = TextCollator(self.tokenizer, self._index, self.max_entities, training=shuffle, task_k=task_k)
+        else:
+            collate = ReasoningCollator(self._index, task_k)
         return DataLoader(
             rows,  # type: ignore[arg-type]
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            collate_fn=ReasoningCollator(self._index, task_k),
+            collate_fn=collate,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -438,15 +485,22 @@ class ClutrrDataModule(LightningDataModule):
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return (
             batch.to(device)
-            if isinstance(batch, ReasoningBatch)
+            if isinstance(batch, (ReasoningBatch, LaartBatch))
             else super().transfer_batch_to_device(batch, device, dataloader_idx)
         )
 
     # ---- checkpoint --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"relation_names": list(self.relation_names)}
+        state: dict[str, Any] = {"relation_names": list(self.relation_names)}
+        if self.view == "text":
+            state["vocabulary"] = list(self.tokenizer.words)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        vocabulary = state_dict.get("vocabulary")
+        if vocabulary is not None and self.view == "text":  # read new stories with the words the model learnt
+            self._tokenizer = WordTokenizer(vocabulary)
+            self._gold_edges = None
         saved = state_dict.get("relation_names")
         if saved is not None and list(saved) != self.relation_names:
             raise ValueError(

@@ -188,6 +188,63 @@ def viterbi_reduce(
     return ChartResult(torch.softmax(final, -1), final.max(-1).values, split)
 
 
+@dataclass
+class Derivation:
+    """One node of a best derivation: a path step (leaf) or the composition of two sub-derivations."""
+
+    relation: int  #: box id of this span's relation
+    span: tuple[int, int]  #: path steps ``i .. j`` (exclusive end) it covers
+    log_prob: float  #: log-probability of this sub-derivation
+    left: Derivation | None = None
+    right: Derivation | None = None
+
+    def steps(self) -> list[Derivation]:
+        """The compositions, innermost first (the order the SLRM composed them in)."""
+        if self.left is None or self.right is None:
+            return []
+        return [*self.left.steps(), *self.right.steps(), self]
+
+
+def viterbi_derivation(leaf_probs: Tensor, table: Tensor, log_penalty: Tensor | None = None) -> Derivation:
+    """The best derivation of one path (the tree :func:`viterbi_reduce` scores), with back-pointers.
+
+    ``leaf_probs [K, N]`` are the steps' distributions over the boxes, ``table [N, N, N]`` the
+    composition table. Same recursion as :func:`viterbi_reduce`, for one example, keeping which split
+    and which two sub-results produced every span's every label.
+    """
+    k, n = leaf_probs.shape
+    log_table = table.clamp_min(1e-12).log()
+    if log_penalty is not None:
+        log_table = log_table + log_penalty
+    chart: dict[tuple[int, int], Tensor] = {}
+    back: dict[tuple[int, int], tuple[Tensor, Tensor, Tensor]] = {}
+    for i in range(k):
+        leaf = leaf_probs[i]
+        chart[(i, i + 1)] = torch.where(leaf > 0, leaf.clamp_min(1e-30).log(), -1e4)
+    for width in range(2, k + 1):
+        for i in range(0, k - width + 1):
+            j = i + width
+            scores, argmaxes = [], []
+            for m in range(i + 1, j):
+                joint = chart[(i, m)][:, None, None] + chart[(m, j)][None, :, None] + log_table  # [N, N, N]
+                value, index = joint.reshape(n * n, n).max(0)
+                scores.append(value)
+                argmaxes.append(index)
+            stacked = torch.stack(scores)  # [splits, N]
+            chart[(i, j)], split = stacked.max(0)
+            pair = torch.stack(argmaxes).gather(0, split.unsqueeze(0)).squeeze(0)
+            back[(i, j)] = (split + i + 1, pair // n, pair % n)
+
+    def build(i: int, j: int, label: int) -> Derivation:
+        node = Derivation(label, (i, j), float(chart[(i, j)][label]))
+        if j - i > 1:
+            split, left, right = (t[label].item() for t in back[(i, j)])
+            node.left, node.right = build(i, int(split), int(left)), build(int(split), j, int(right))
+        return node
+
+    return build(0, k, int(chart[(0, k)].argmax()))
+
+
 class SLRM(Reasoner):
     """Symbolic logic reasoning module: Gumbel-box relations, geometric composition, scored reduction.
 
@@ -354,6 +411,12 @@ class SLRM(Reasoner):
         return self.score_distribution(output.extras["dist"].detach(), conclusion)
 
     # ---- inspection ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def derivation(self, path: Tensor, path_probs: Tensor | None = None) -> Derivation:
+        """The evaluation-time best derivation of one path (ids ``[K]``, or read distributions ``[K, R]``)."""
+        leaves = leaf_distributions(path.view(1, -1), self.num_boxes, None if path_probs is None else path_probs[None], torch.float32)[0]
+        return viterbi_derivation(leaves, self.composition_tensor().float(), self.evidence_penalty())
+
     def relation_labels(self, relation_names: list[str] | None = None) -> list[str]:
         """Names of all boxes: the vocabulary (or ``r<i>``) then ``concept_<j>`` for invented relations."""
         names = list(relation_names) if relation_names else [f"r{i}" for i in range(self.num_relations)]

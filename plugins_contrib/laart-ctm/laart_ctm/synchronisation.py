@@ -62,11 +62,12 @@ class Synchronisation(nn.Module):
         """``exp(-r)`` with ``r`` clamped to ``[0, MAX_DECAY]``.
 
         The clamp is applied to the parameter itself (as the CTM authors do) so that a decay pushed
-        below 0 is put back instead of sitting in the clamp's zero-gradient region forever.
+        below 0 is put back instead of sitting in the clamp's zero-gradient region forever. It writes
+        through ``.data``, which autograd does not version: a model may run the CTM more than once
+        before one backward pass (LAART does: on the gold chain and on the read chain).
         """
         if self.training:
-            with torch.no_grad():
-                self.decay.clamp_(0.0, MAX_DECAY)
+            self.decay.data.clamp_(0.0, MAX_DECAY)
         return torch.exp(-self.decay.clamp(0.0, MAX_DECAY))
 
     def step(self, post: Tensor, state: SyncState | None, factor: Tensor) -> tuple[Tensor, SyncState]:

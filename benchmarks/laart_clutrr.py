@@ -1,0 +1,134 @@
+"""LAART (reader + reasoner + check) on CLUTRR story text: per-k accuracy of the fast, slow and combined
+answers and edge accuracy, over several seeds, each checkpoint chosen on validation only.
+
+For each seed: build everything from the recipe as ``laart-lab fit`` does (``LaartCLI(run=False)``), fit,
+then test the checkpoint ModelCheckpoint chose on ``val/acc`` (``ckpt_path="best"``). Prints one
+mean ± std table (fast / slow / laart / edges per k) and the reference figures of GPT-4 with
+Faithful chain-of-thought, writes every seed's figures to ``--json`` and a plot to ``--plot``.
+
+    flock /tmp/laart_cpu.lock python benchmarks/laart_clutrr.py --recipe laart_clutrr --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):  # run as a script from a source checkout: make laart_lab importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from laart_lab.cli import LaartCLI  # noqa: E402
+from laart_lab.recipes import resolve_recipe  # noqa: E402
+
+#: GPT-4 + Faithful CoT on 1,042 of the 1,146 data_089907f8 test stories (Lyu et al., 2023), k = 2..10
+GPT4_FAITHFUL_COT = {2: 0.63, 3: 0.80, 4: 0.68, 5: 0.63, 6: 0.65, 7: 0.66, 8: 0.57, 9: 0.59, 10: 0.47}
+COLUMNS = (("fast", "fast_acc"), ("slow", "slow_acc"), ("laart", "acc"), ("edges", "edge_acc"))
+
+
+def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:
+    args = [
+        "--config", str(resolve_recipe(recipe) or recipe),
+        "--seed_everything", str(seed),
+        "--trainer.logger.init_args.save_dir", out_dir,
+        "--trainer.logger.init_args.version", f"seed{seed}",
+        "--trainer.enable_progress_bar", "false",
+        *extra,
+    ]  # fmt: skip
+    cli = LaartCLI(args, run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, cli.datamodule)
+    fit_seconds = time.perf_counter() - start
+    val_table = {key: dict(values) for key, values in cli.model.last_val_table.items()}
+    cli.trainer.test(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
+    best = cli.trainer.checkpoint_callback.best_model_score
+    return {
+        "recipe": recipe,
+        "seed": seed,
+        "fit_seconds": fit_seconds,
+        "epochs": cli.trainer.current_epoch,
+        "steps": cli.trainer.global_step,
+        "best_val_acc": float(best) if best is not None else None,
+        "check_threshold": float(cli.model.check_threshold),
+        "val_last_epoch": val_table,
+        "test": {key: dict(values) for key, values in cli.model.last_test_table.items()},
+    }
+
+
+def summarise(results: list[dict]) -> str:
+    ks = sorted({k for r in results for k in r["test"]["acc"]})
+    header = f"{'k':>6}" + "".join(f"  {label:>15}" for label, _ in COLUMNS) + f"  {'GPT-4 F-CoT':>11}"
+    lines = [f"mean ± std over {len(results)} seeds (checkpoints chosen on val/acc)", header]
+
+    def cell(key: str, ks_subset: list[int]) -> str:
+        values = [statistics.mean(r["test"][key][k] for k in ks_subset) for r in results if key in r["test"]]
+        if not values:
+            return f"  {'n/a':>15}"
+        return f"  {statistics.mean(values):>7.3f} ± {statistics.pstdev(values):.3f}"
+
+    for k in ks:
+        ref = GPT4_FAITHFUL_COT.get(k)
+        lines.append(f"{k:>6}" + "".join(cell(key, [k]) for _, key in COLUMNS) + f"  {ref if ref else '':>11}")
+    long = [k for k in ks if k >= 4]
+    for label, subset in (("mean", ks), ("k>=4", long)):
+        if subset:
+            ref = [GPT4_FAITHFUL_COT[k] for k in subset if k in GPT4_FAITHFUL_COT]
+            ref_text = f"{statistics.mean(ref):.3f}" if ref else ""
+            lines.append(f"{label:>6}" + "".join(cell(key, subset) for _, key in COLUMNS) + f"  {ref_text:>11}")
+    fit = [r["fit_seconds"] for r in results]
+    lines.append(
+        f"fit {statistics.mean(fit):.0f} s ± {statistics.pstdev(fit):.0f} (steps {[r['steps'] for r in results]}); "
+        f"check thresholds chosen on val: {[r['check_threshold'] for r in results]}"
+    )
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = sorted({k for r in results for k in r["test"]["acc"]})
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label, key in COLUMNS:
+        means = [statistics.mean(r["test"][key][k] for r in results if key in r["test"]) for k in ks]
+        axis.plot(ks, means, marker="o", label=label)
+    axis.plot(list(GPT4_FAITHFUL_COT), list(GPT4_FAITHFUL_COT.values()), "k--", label="GPT-4 Faithful CoT")
+    axis.set_xlabel("k (relations in the story's chain)")
+    axis.set_ylabel(f"test accuracy (mean of {len(results)} seeds)")
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.set_title(f"LAART on CLUTRR text ({results[0]['recipe']})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="laart_clutrr")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out-dir", default="bench_out")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("extra", nargs="*", help="extra CLI overrides after --, e.g. --trainer.max_epochs 3")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for seed in args.seeds:
+        results.append(run(args.recipe, seed, str(out / "laart_runs"), args.extra))
+        with open(out / f"{args.recipe}.json", "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+        print(f"\n=== {args.recipe}, seeds so far {[r['seed'] for r in results]} ===\n{summarise(results)}", flush=True)
+    plot(results, str(out / f"{args.recipe}.png"))
+
+
+if __name__ == "__main__":
+    main()

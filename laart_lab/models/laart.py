@@ -1,0 +1,457 @@
+"""``LaartModel``: LAART itself. A transformer reads the story; a reasoner composes what it read.
+
+The two systems and the check between them:
+
+* **fast**: :class:`~laart_lab.models.story_reader.StoryReader` (a bidirectional transformer built from
+  the recipe's attention plugin, optionally with a memory plugin) reads the story and query text and
+  answers the query directly; it also reads the relation of every ordered pair of entities.
+* **slow**: the most confident chain of read relations from the query's head to its tail
+  (:func:`~laart_lab.reasoning.read_paths.best_paths`) goes to the reasoner plugin in the slow slot
+  (``slrm`` by default; ``gru``, ``gnn``, ``transformer``, ``ctm`` fit too: the same classes that
+  ``RelationReasoning`` trains). The SLRM receives each step's relation *distribution*
+  (``ReasoningBatch.path_probs``), so the answer's loss reaches the reader through the composition.
+* **the check**: the reasoner's :meth:`~laart_lab.components.reasoner.Reasoner.consistency` (for the
+  SLRM, box containment: does the fast answer follow from the read premises?) keeps the fast answer
+  when it reaches ``check_threshold`` and replaces it by the slow answer otherwise. The threshold is
+  chosen at every validation, on validation stories only, from ``check_grid`` (0 = always fast,
+  above 1 = always slow; ties go to the larger threshold, the one that trusts the reasoner more), and
+  saved in the checkpoint; test and predict use the saved one.
+
+Training (gold facts supervise training only; evaluation batches carry none): the reader's pair
+labels and entity genders (:mod:`laart_lab.data.clutrr_text`), the fast answer, the reasoner on the
+gold chain, and the reasoner on the read chain (end to end).
+
+Metrics (``val/`` and ``test/``): ``acc`` (laart), ``fast_acc``, ``slow_acc``, each also per k
+(``acc_k{k}``, ``fast_acc_k{k}``, ``slow_acc_k{k}``), ``acc_mean`` (unweighted over k), ``edge_acc``
+(read relation of each gold edge, against the gold edges the data module keeps aside),
+``story_edges_all_right`` (share of stories with every gold edge read right), ``check_overrule_rate``
+and ``check_overrule_right`` (how often the check replaced the fast answer, and how often the
+replacement was right), ``check_threshold``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import Tensor
+
+from laart_lab.components.attention import AttentionFactory
+from laart_lab.components.memory import MemoryFactory
+from laart_lab.components.reasoner import Reasoner, ReasonerFactory, ReasonerOutput, ReasoningBatch
+from laart_lab.data.clutrr_text import IGNORE, LaartBatch
+from laart_lab.models.charlm import _default_attention, component_spec, resolve_component
+from laart_lab.models.story_reader import ReaderOutput, StoryReader
+from laart_lab.reasoning.read_paths import best_paths
+
+DEFAULT_CHECK_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
+
+
+@dataclass
+class LaartOutput:
+    """One forward pass: what each system answered and why."""
+
+    reader: ReaderOutput
+    paths: list[list[int]]  #: per story, the entity chain the slow system composed
+    read_batch: ReasoningBatch  #: that chain as the reasoner's input
+    slow: ReasonerOutput
+    fast_pred: Tensor  #: long [B]
+    slow_pred: Tensor  #: long [B]
+    consistency: Tensor  #: float [B] the reasoner's support for the fast answer
+
+
+class LaartModel(LightningModule):
+    """Reader (fast system) + reasoner (slow system) + check, on CLUTRR-style stories.
+
+    Args:
+        reasoner: the slow system's factory ``reasoner(num_relations)`` (a registered name in recipes).
+        attention: the reader's attention backend factory (default ``softmax``).
+        memory, memory_layer: optional memory plugin for the reader.
+        num_relations, relation_names, vocabulary, max_entities: data facts (filled by the CLI).
+        d_model, n_layers, n_heads, dropout: the reader.
+        word_dropout: share of words replaced by ``<unk>`` in training (robustness to unseen wording).
+        lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay over the fit.
+        pair_weight, gender_weight, fast_weight, gold_path_weight, read_path_weight: loss weights.
+        max_path_steps, step_cost: the read chain search (:func:`best_paths`).
+        check_grid: thresholds the check chooses from on validation.
+    """
+
+    def __init__(
+        self,
+        reasoner: ReasonerFactory,
+        attention: AttentionFactory | None = None,
+        memory: MemoryFactory | None = None,
+        memory_layer: int = -1,
+        num_relations: int | None = None,
+        relation_names: list[str] | None = None,
+        vocabulary: list[str] | None = None,
+        max_entities: int | None = None,
+        d_model: int = 128,
+        n_layers: int = 3,
+        n_heads: int = 4,
+        dropout: float = 0.1,
+        word_dropout: float = 0.1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 100,
+        pair_weight: float = 1.0,
+        gender_weight: float = 0.2,
+        fast_weight: float = 1.0,
+        gold_path_weight: float = 1.0,
+        read_path_weight: float = 1.0,
+        max_path_steps: int = 16,
+        step_cost: float = 0.05,
+        check_grid: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if relation_names is not None:
+            num_relations = num_relations or len(relation_names)
+            if len(relation_names) != num_relations:
+                raise ValueError(f"relation_names has {len(relation_names)} names but num_relations={num_relations}")
+        if num_relations is None or vocabulary is None or max_entities is None:
+            raise ValueError(
+                "LaartModel needs num_relations, vocabulary and max_entities: use a data module whose data_facts() "
+                "gives them "
+                "(clutrr with view: text), or pass them in model.init_args"
+            )
+        self.save_hyperparameters()  # under LightningCLI: the recipe's plain class_path/init_args specs
+        for key, kind in (("attention", "attention"), ("memory", "memory"), ("reasoner", "reasoner")):
+            self.hparams[key] = component_spec(self.hparams.get(key), kind)  # built in Python: made plain
+        self.num_relations = num_relations
+        self.relation_names = list(relation_names) if relation_names else [f"r{i}" for i in range(num_relations)]
+        self.vocabulary = list(vocabulary)
+        attention_factory = resolve_component(attention, "attention") or _default_attention()
+        self.reader = StoryReader(
+            len(self.vocabulary),
+            num_relations,
+            max_entities,
+            attention_factory,
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            dropout=dropout,
+            memory=resolve_component(memory, "memory"),
+            memory_layer=memory_layer,
+        )
+        self.reasoner: Reasoner = resolve_component(reasoner, "reasoner")(num_relations)
+        self.word_dropout, self.lr, self.weight_decay, self.warmup_steps = word_dropout, lr, weight_decay, warmup_steps
+        self.weights = {
+            "pair": pair_weight,
+            "gender": gender_weight,
+            "fast": fast_weight,
+            "gold_path": gold_path_weight,
+            "read_path": read_path_weight,
+        }
+        self.max_path_steps, self.step_cost = max_path_steps, step_cost
+        self.check_grid = sorted(check_grid if check_grid is not None else DEFAULT_CHECK_GRID)
+        self.check_threshold: Tensor
+        self.register_buffer("check_threshold", torch.tensor(0.5))
+        self._records: dict[str, list[dict[str, Tensor]]] = {"val": [], "test": []}
+        self.last_test_table: dict[str, dict[int, float]] = {}
+        self.last_val_table: dict[str, dict[int, float]] = {}
+
+    # ---- the two systems -------------------------------------------------------------------------
+    def forward(self, batch: LaartBatch) -> LaartOutput:
+        reader = self.reader(batch.story, self.word_dropout)
+        probs = reader.pair_logits.float().softmax(-1)
+        related = 1.0 - probs[..., -1]
+        paths = best_paths(related, batch.story.entity_mask, batch.story.query, self.max_path_steps, self.step_cost)
+        read_batch = self._read_batch(reader, paths, batch.target)
+        slow = self.reasoner(read_batch)
+        fast_pred = reader.fast_logits.argmax(-1)
+        slow_pred = slow.logits.argmax(-1)
+        consistency = self.reasoner.consistency(slow, fast_pred).detach()
+        return LaartOutput(reader, paths, read_batch, slow, fast_pred, slow_pred, consistency)
+
+    def _read_batch(self, reader: ReaderOutput, paths: list[list[int]], target: Tensor | None) -> ReasoningBatch:
+        """The read chains as a :class:`ReasoningBatch`: argmax ids, distributions, a path graph, genders."""
+        device = reader.pair_logits.device
+        b, steps = len(paths), max(len(p) - 1 for p in paths)
+        rows = torch.tensor([i for i, p in enumerate(paths) for _ in p[:-1]], device=device)
+        src = torch.tensor([x for p in paths for x in p[:-1]], device=device)
+        dst = torch.tensor([y for p in paths for y in p[1:]], device=device)
+        position = torch.tensor([s for p in paths for s in range(len(p) - 1)], device=device)
+        step_probs = reader.pair_logits[rows, src, dst, : self.num_relations].float().softmax(-1)  # [steps, R]
+        path_probs = torch.zeros(b, steps, self.num_relations, device=device)
+        path_probs = path_probs.index_put((rows, position), step_probs)
+        path_mask = torch.zeros(b, steps, dtype=torch.bool, device=device).index_put(
+            (rows, position), torch.ones_like(rows, dtype=torch.bool)
+        )
+        path = path_probs.argmax(-1).masked_fill(~path_mask, 0)
+        return _chain_batch(path, path_mask, target, path_probs, self._path_genders(reader, paths))
+
+    def _path_genders(self, reader: ReaderOutput, paths: list[list[int]]) -> Tensor:
+        """Read genders (1 female, 2 male) of the entities along each chain, ``[B, steps + 1]``."""
+        genders = reader.gender_logits.argmax(-1) + 1
+        out = torch.zeros(len(paths), max(len(p) for p in paths), dtype=torch.long, device=genders.device)
+        for i, p in enumerate(paths):
+            out[i, : len(p)] = genders[i, p]
+        return out
+
+    # ---- training --------------------------------------------------------------------------------
+    def training_step(self, batch: LaartBatch, batch_idx: int) -> Tensor:
+        if batch.supervision is None or batch.target is None:
+            raise ValueError("training batches need reader supervision and targets (TextCollator(training=True))")
+        sup, target = batch.supervision, batch.target
+        out = self(batch)
+        r = out.reader
+        losses = {
+            "pair": F.cross_entropy(r.pair_logits.flatten(0, 2).float(), sup.pair_labels.flatten(), ignore_index=IGNORE)
+            if bool((sup.pair_labels != IGNORE).any())
+            else r.pair_logits.sum() * 0.0,
+            "gender": F.cross_entropy(r.gender_logits.flatten(0, 1).float(), sup.entity_genders.flatten(), ignore_index=IGNORE)
+            if bool((sup.entity_genders != IGNORE).any())
+            else r.gender_logits.sum() * 0.0,
+            "fast": F.cross_entropy(r.fast_logits.float(), target),
+            "gold_path": self.reasoner.loss(self.reasoner(_gold_batch(sup.gold_path, sup.gold_path_mask, target)), target),
+            "read_path": self.reasoner.loss(out.slow, target),
+        }
+        loss = sum(self.weights[name] * value for name, value in losses.items())
+        size = batch.batch_size
+        for name, value in losses.items():
+            self.log(f"train/loss_{name}", value, batch_size=size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/fast_acc", (out.fast_pred == target).float().mean(), batch_size=size)
+        self.log("train/slow_acc", (out.slow_pred == target).float().mean(), prog_bar=True, batch_size=size)
+        return loss
+
+    # ---- evaluation ------------------------------------------------------------------------------
+    def validation_step(self, batch: LaartBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: LaartBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: LaartBatch, stage: str) -> LaartOutput:
+        if batch.supervision is not None:
+            raise ValueError(f"{stage} batches must not carry gold facts (build them with TextCollator(training=False))")
+        if batch.target is None:
+            raise ValueError(f"{stage} needs answers to score against; this batch has none")
+        out = self(batch)
+        k = batch.meta.get("task_k")
+        ks = torch.full_like(batch.k, int(k)) if k is not None else batch.k
+        edge_right, edge_total, all_right = self._edge_scores(batch, out.reader)
+        self._records[stage].append(
+            {
+                "k": ks.cpu(),
+                "target": batch.target.cpu(),
+                "fast": out.fast_pred.cpu(),
+                "slow": out.slow_pred.cpu(),
+                "consistency": out.consistency.float().cpu(),
+                "edge_right": edge_right,
+                "edge_total": edge_total,
+                "all_edges_right": all_right,
+            }
+        )
+        return out
+
+    def _edge_scores(self, batch: LaartBatch, reader: ReaderOutput) -> tuple[Tensor, Tensor, Tensor]:
+        """Per story: gold edges read right, gold edges, and whether all were right (gold kept aside)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        gold_edges = getattr(datamodule, "gold_edges", None)
+        b = batch.batch_size
+        if gold_edges is None:
+            zeros = torch.zeros(b)
+            return zeros, zeros, zeros
+        read = reader.pair_logits.argmax(-1).cpu()
+        right, total = torch.zeros(b), torch.zeros(b)
+        index = {name: i for i, name in enumerate(self.relation_names)}
+        for i, edges in enumerate(gold_edges(batch.meta["id"])):
+            for a, c, relation in edges:
+                total[i] += 1
+                right[i] += float(int(read[i, a, c]) == index.get(relation, -1))
+        return right, total, (right == total).float()
+
+    def on_validation_epoch_end(self) -> None:
+        records = self._gather("val")
+        if records is None:
+            return
+        if not self.trainer.sanity_checking:
+            self.check_threshold.fill_(self._choose_threshold(records))
+        self.last_val_table = self._log_stage("val", records)
+
+    def on_test_epoch_end(self) -> None:
+        records = self._gather("test")
+        if records is None:
+            return
+        self.last_test_table = self._log_stage("test", records)
+        if self.trainer.is_global_zero:
+            print(format_laart_table(self.last_test_table, float(self.check_threshold), type(self.reasoner).__name__))
+
+    def _gather(self, stage: str) -> dict[str, Tensor] | None:
+        chunks = self._records[stage]
+        self._records[stage] = []
+        if not chunks:
+            return None
+        return {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
+
+    def _combined(self, records: dict[str, Tensor], threshold: float) -> Tensor:
+        return torch.where(records["consistency"] >= threshold, records["fast"], records["slow"])
+
+    def _choose_threshold(self, records: dict[str, Tensor]) -> float:
+        """The check's threshold with the best validation accuracy (ties: the larger threshold)."""
+        scored = [(float((self._combined(records, t) == records["target"]).float().mean()), t) for t in self.check_grid]
+        return max(scored)[1]
+
+    def _log_stage(self, stage: str, records: dict[str, Tensor]) -> dict[str, dict[int, float]]:
+        threshold = float(self.check_threshold)
+        answers = {"acc": self._combined(records, threshold), "fast_acc": records["fast"], "slow_acc": records["slow"]}
+        target, ks = records["target"], records["k"]
+        table: dict[str, dict[int, float]] = {}
+        for name, pred in answers.items():
+            right = (pred == target).float()
+            self.log(f"{stage}/{name}", right.mean(), prog_bar=name == "acc")
+            table[name] = {int(k): float(right[ks == k].mean()) for k in ks.unique()}
+            for k, value in table[name].items():
+                self.log(f"{stage}/{name}_k{k}", value)
+        self.log(f"{stage}/acc_mean", sum(table["acc"].values()) / len(table["acc"]))
+        total = records["edge_total"].sum()
+        if total > 0:
+            self.log(f"{stage}/edge_acc", records["edge_right"].sum() / total)
+            self.log(f"{stage}/story_edges_all_right", records["all_edges_right"].mean())
+            edge_k: dict[int, float] = {}
+            for k in ks.unique().tolist():
+                mask = ks == k
+                edge_k[int(k)] = float(records["edge_right"][mask].sum() / records["edge_total"][mask].sum().clamp_min(1))
+            table["edge_acc"] = edge_k
+        overruled = answers["acc"] != records["fast"]
+        self.log(f"{stage}/check_overrule_rate", overruled.float().mean())
+        if bool(overruled.any()):
+            self.log(f"{stage}/check_overrule_right", (records["slow"][overruled] == target[overruled]).float().mean())
+        self.log(f"{stage}/check_threshold", threshold)
+        return table
+
+    # ---- prediction --------------------------------------------------------------------------------
+    def predict_step(self, batch: LaartBatch, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        """One readable row per story: answers, read facts, the chain, and the reasoner's derivation."""
+        out = self(batch)
+        names = self.relation_names
+        threshold = float(self.check_threshold)
+        probs = out.reader.pair_logits.float().softmax(-1).cpu()
+        rows = []
+        for i in range(batch.batch_size):
+            entities = batch.meta["entity_names"][i]
+            n = len(entities)
+            facts = []
+            for x in range(n):
+                for y in range(n):
+                    if x != y and float(probs[i, x, y, -1]) < 0.5:
+                        conf, rel = probs[i, x, y, : self.num_relations].max(-1)
+                        facts.append({"head": entities[x], "relation": names[int(rel)], "tail": entities[y], "confidence": round(float(conf), 4)})
+            path = out.paths[i]
+            chain = [
+                {"head": entities[a], "relation": names[int(out.read_batch.path[i, s])], "tail": entities[c]}
+                for s, (a, c) in enumerate(zip(path[:-1], path[1:]))
+            ]
+            fast, slow = int(out.fast_pred[i]), int(out.slow_pred[i])
+            consistency = float(out.consistency[i])
+            laart = fast if consistency >= threshold else slow
+            rows.append(
+                {
+                    "id": batch.meta["id"][i],
+                    "k": int(batch.k[i]),
+                    "query": [entities[int(batch.story.query[i, 0])], entities[int(batch.story.query[i, 1])]],
+                    "gold": batch.meta["target_name"][i],
+                    "fast": names[fast],
+                    "slow": names[slow],
+                    "laart": names[laart],
+                    "check": {"consistency": round(consistency, 4), "threshold": threshold, "kept_fast": laart == fast},
+                    "extracted_edges": facts,
+                    "path": [entities[e] for e in path],
+                    "chain": chain,
+                    "derivation": self._derivation(out.read_batch, i, entities, path),
+                }
+            )
+        return rows
+
+    def _derivation(self, read_batch: ReasoningBatch, i: int, entities: list[str], path: list[int]) -> list[str] | None:
+        """The SLRM's composition steps, innermost first, as sentences (None for other reasoners)."""
+        derive = getattr(self.reasoner, "derivation", None)
+        if derive is None:
+            return None
+        steps = len(path) - 1
+        probs = None if read_batch.path_probs is None else read_batch.path_probs[i, :steps]
+        tree = derive(read_batch.path[i, :steps], probs)
+        labels = self.reasoner.relation_labels(self.relation_names) if hasattr(self.reasoner, "relation_labels") else None
+        label = (lambda r: labels[r]) if labels else (lambda r: str(r))  # noqa: E731
+        lines = []
+        for node in tree.steps():
+            a, m, c = node.span[0], node.left.span[1], node.span[1]  # type: ignore[union-attr]
+            lines.append(
+                f"{entities[path[a]]} -{label(node.left.relation)}-> {entities[path[m]]} "  # type: ignore[union-attr]
+                f"-{label(node.right.relation)}-> {entities[path[c]]}: "  # type: ignore[union-attr]
+                f"{entities[path[a]]}'s {label(node.relation)} is {entities[path[c]]}"
+            )
+        return lines
+
+    # ---- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        decay = [p for n, p in self.named_parameters() if p.dim() >= 2 and "embed" not in n and ".word." not in n]
+        no_decay = [p for n, p in self.named_parameters() if not (p.dim() >= 2 and "embed" not in n and ".word." not in n)]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=self.lr
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 10_000
+        warmup = min(self.warmup_steps, max(1, total // 10))
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["relation_names"] = list(self.relation_names)
+
+
+def _chain_batch(
+    path: Tensor, path_mask: Tensor, target: Tensor | None, path_probs: Tensor | None, node_genders: Tensor
+) -> ReasoningBatch:
+    """A relation chain as a :class:`ReasoningBatch`: path view, and the graph view of the same chain."""
+    b, steps = path.shape
+    device = path.device
+    position = torch.arange(steps, device=device).expand(b, -1)
+    edges = torch.stack([position, position + 1, path], -1)
+    lengths = path_mask.sum(1)
+    return ReasoningBatch(
+        path=path,
+        path_mask=path_mask,
+        edges=edges,
+        edge_mask=path_mask,
+        query=torch.stack([torch.zeros_like(lengths), lengths], -1),
+        node_genders=node_genders,
+        target=target,
+        path_length=lengths,
+        path_probs=path_probs,
+    )
+
+
+def _gold_batch(path: Tensor, path_mask: Tensor, target: Tensor) -> ReasoningBatch:
+    """The gold chain (training only) in the reasoner's format; genders unknown (0)."""
+    genders = torch.zeros(path.shape[0], path.shape[1] + 1, dtype=torch.long, device=path.device)
+    return _chain_batch(path, path_mask, target, None, genders)
+
+
+def format_laart_table(table: dict[str, dict[int, float]], threshold: float, reasoner: str = "") -> str:
+    """Per-k accuracy of the fast, slow and combined answers (and edge accuracy) as plain text."""
+    ks = sorted(table["acc"])
+    columns = [("fast", "fast_acc"), ("slow", "slow_acc"), ("laart", "acc")]
+    if "edge_acc" in table:
+        columns.append(("edges", "edge_acc"))
+    title = f"LAART test accuracy per k (slow: {reasoner}; check keeps fast when consistency >= {threshold:g})"
+    lines = [title, f"{'k':>5}" + "".join(f"  {label:>7}" for label, _ in columns)]
+    for k in ks:
+        lines.append(f"{k:>5}" + "".join(f"  {table[key].get(k, float('nan')):>7.4f}" for _, key in columns))
+    lines.append(
+        f"{'mean':>5}"
+        + "".join(f"  {sum(table[key].values()) / len(table[key]):>7.4f}" for _, key in columns)
+        + f"  (unweighted over {len(ks)} k)"
+    )
+    return "\n".join(lines)

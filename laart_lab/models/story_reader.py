@@ -1,0 +1,146 @@
+"""The "fast system" of LAART: a transformer that reads a story and states who is whose what.
+
+:class:`StoryReader` is a plain ``nn.Module``: a bidirectional :class:`TransformerStack` built from any
+attention plugin (and an optional memory plugin) reads the words of a :class:`StoryBatch`, with each
+entity mention carrying its entity slot's embedding. Three heads read the result:
+
+* **relation head**, over every ordered pair of entities ``(x, y)``: a distribution over the relation
+  vocabulary plus ``none``, "y is x's <relation>". A pair is read where the story states it: at the
+  closest pair of mentions of x and y (their contextual states, the signed token distance between
+  them, whether they share a sentence), beside both entities' pooled states;
+* **gender head**, per entity (female / male), from all its mentions;
+* **answer head** (the fast answer): the query's two entities and the pooled story, over the vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from laart_lab.components.attention import AttentionFactory
+from laart_lab.components.memory import MemoryFactory
+from laart_lab.data.clutrr_text import StoryBatch
+from laart_lab.models.transformer import TransformerStack
+
+_FAR = 10**6  # distance of a pair of mentions that cannot be used (padding, or not the two entities)
+
+
+@dataclass
+class ReaderOutput:
+    """Shapes: B batch, E entities, R relations."""
+
+    pair_logits: Tensor  #: [B, E, E, R + 1] "y is x's <relation>" for entity pair (x, y); last class: none
+    gender_logits: Tensor  #: [B, E, 2] female, male
+    fast_logits: Tensor  #: [B, R] the fast system's answer to the query
+
+
+def _distance_bucket(distance: Tensor, buckets: int) -> Tensor:
+    """Signed token distance -> bucket id in ``0 .. 2*buckets``: exact near 0, logarithmic further out."""
+    magnitude = distance.abs().clamp_min(1).float()
+    exact = buckets // 2
+    log_bucket = exact + (torch.log(magnitude / exact) / torch.log(torch.tensor(64.0 / exact)) * (buckets - exact))
+    bucket = torch.where(magnitude < exact, magnitude, log_bucket).long().clamp(max=buckets - 1)
+    bucket = torch.where(distance == 0, torch.zeros_like(bucket), bucket)
+    return torch.where(distance < 0, buckets + bucket, bucket)
+
+
+class StoryReader(nn.Module):
+    """Reads stories into relation, gender and answer logits (see the module docstring).
+
+    Args:
+        vocab_size: words (from the data's vocabulary); num_relations: the relation vocabulary size.
+        max_entities: entity slots (embeddings); attention: backend factory, called once per layer.
+        d_model, n_layers, n_heads, dropout, position: the bidirectional transformer.
+        memory, memory_layer: optional memory module factory ``(d_model, n_heads)`` and its block.
+        distance_buckets: buckets of the signed mention distance (each side).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_relations: int,
+        max_entities: int,
+        attention: AttentionFactory,
+        d_model: int = 128,
+        n_layers: int = 3,
+        n_heads: int = 4,
+        dropout: float = 0.1,
+        memory: MemoryFactory | None = None,
+        memory_layer: int = -1,
+        distance_buckets: int = 16,
+    ) -> None:
+        super().__init__()
+        self.num_relations, self.max_entities, self.distance_buckets = num_relations, max_entities, distance_buckets
+        self.word = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.slot = nn.Embedding(max_entities, d_model)
+        self.encoder = TransformerStack(
+            d_model, n_layers, n_heads, attention, causal=False, dropout=dropout, memory=memory, memory_layer=memory_layer
+        )
+        self.distance = nn.Embedding(2 * distance_buckets + 1, d_model)
+        self.same_sentence = nn.Embedding(2, d_model)
+        hidden = 2 * d_model
+        self.pair_head = nn.Sequential(
+            nn.Linear(5 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_relations + 1)
+        )
+        self.gender_head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 2))
+        self.fast_head = nn.Sequential(
+            nn.Linear(4 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_relations)
+        )
+        nn.init.normal_(self.word.weight, std=0.02)
+        nn.init.normal_(self.slot.weight, std=0.02)
+
+    def forward(self, story: StoryBatch, word_dropout: float = 0.0) -> ReaderOutput:
+        tokens = story.tokens
+        if word_dropout > 0 and self.training:  # unseen paraphrases: learn to read around unknown words
+            drop = (torch.rand(tokens.shape, device=tokens.device) < word_dropout) & (story.token_entity < 0)
+            tokens = torch.where(drop & story.padding_mask, torch.ones_like(tokens), tokens)
+        is_mention = story.token_entity >= 0
+        entity = story.token_entity.clamp_min(0)
+        slots = story.entity_slot.gather(1, entity)  # [B, T]
+        h = self.word(tokens) + torch.where(is_mention.unsqueeze(-1), self.slot(slots), 0.0)
+        h = self.encoder(h, key_padding_mask=story.padding_mask)  # [B, T, D]
+
+        n_entities = story.entity_slot.shape[1]
+        mentions = F.one_hot(entity, n_entities).to(h.dtype) * is_mention.unsqueeze(-1)  # [B, T, E]
+        counts = mentions.sum(1).clamp_min(1.0)  # [B, E]
+        pooled = torch.einsum("bte,btd->bed", mentions, h) / counts.unsqueeze(-1)  # [B, E, D]
+
+        pair_logits = self.pair_head(self._pair_features(story, h, pooled))
+        rows = torch.arange(h.shape[0], device=h.device)
+        head, tail = pooled[rows, story.query[:, 0]], pooled[rows, story.query[:, 1]]
+        mask = story.padding_mask.unsqueeze(-1).to(h.dtype)
+        context = (h * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        fast_logits = self.fast_head(torch.cat([head, tail, head * tail, context], -1))
+        return ReaderOutput(pair_logits=pair_logits, gender_logits=self.gender_head(pooled), fast_logits=fast_logits)
+
+    def _pair_features(self, story: StoryBatch, h: Tensor, pooled: Tensor) -> Tensor:
+        """``[B, E, E, 5D]``: the closest mentions of x and y, their signed distance and sentence, both entities."""
+        b, t, d = h.shape
+        n_entities = pooled.shape[1]
+        is_mention = story.token_entity >= 0
+        # mentions as a compact list per example: positions [B, M] (padding: position 0, masked)
+        order = torch.argsort((~is_mention).to(torch.int8), dim=1, stable=True)
+        m = int(is_mention.sum(1).max().clamp_min(1))
+        position = order[:, :m]
+        valid = is_mention.gather(1, position)
+        owner = torch.where(valid, story.token_entity.gather(1, position), -1)  # [B, M]
+        distance = position.unsqueeze(2) - position.unsqueeze(1)  # [B, M, M]: i - j
+        # for every entity pair (x, y): the closest (mention of x, mention of y)
+        of_x = owner.unsqueeze(-1) == torch.arange(n_entities, device=h.device)  # [B, M, E]
+        usable = of_x.unsqueeze(2).unsqueeze(4) & of_x.unsqueeze(1).unsqueeze(3)  # [B, Mi, Mj, Ex, Ey]
+        cost = torch.where(usable, distance.abs().unsqueeze(-1).unsqueeze(-1), _FAR)
+        cost = cost.permute(0, 3, 4, 1, 2).reshape(b, n_entities, n_entities, m * m)
+        best = cost.argmin(-1)  # [B, E, E] flat index i * M + j
+        i, j = best // m, best % m
+        pos_x, pos_y = position.gather(1, i.view(b, -1)), position.gather(1, j.view(b, -1))  # [B, E*E]
+        state_x = h.gather(1, pos_x.unsqueeze(-1).expand(-1, -1, d)).view(b, n_entities, n_entities, d)
+        state_y = h.gather(1, pos_y.unsqueeze(-1).expand(-1, -1, d)).view(b, n_entities, n_entities, d)
+        signed = (pos_y - pos_x).view(b, n_entities, n_entities)
+        same = (story.sentence.gather(1, pos_x) == story.sentence.gather(1, pos_y)).view(b, n_entities, n_entities)
+        relative = self.distance(_distance_bucket(signed, self.distance_buckets)) + self.same_sentence(same.long())
+        ex = pooled.unsqueeze(2).expand(-1, -1, n_entities, -1)
+        ey = pooled.unsqueeze(1).expand(-1, n_entities, -1, -1)
+        return torch.cat([state_x, state_y, relative, ex, ey], -1)
