@@ -23,6 +23,7 @@ from laart_lab.data.clutrr_text import (
     TextCollator,
     WordTokenizer,
     encode_story,
+    mixed_story,
     pair_labels,
 )
 from laart_lab.data.kinship_algebra import compose, inverse_relation
@@ -299,3 +300,23 @@ def test_fit_test_predict_through_the_cli(tmp_path: Path, capsys: pytest.Capture
         assert row["path"][0] == row["query"][0] and row["path"][-1] == row["query"][1]
         assert len(row["derivation"]) == len(row["path"]) - 2  # k steps compose in k - 1 derivation steps
         assert row["laart"] == (row["fast"] if row["check"]["kept_fast"] else row["slow"])
+
+
+def test_mixed_stories_keep_both_facts_apart() -> None:
+    first = dorothy()
+    second = parse_row(
+        {**DOROTHY, "story": "[Michael] and his daughter [Jennifer] like to read poems together. [Jason] is the "
+         "proud father of the lovely [Michael]", "genders": "Jennifer:female,Michael:male,Jason:male",
+         "edge_types": "['father', 'father']", "query": "('Jennifer', 'Jason')"}, "row 2"
+    )  # fmt: skip
+    mixed = mixed_story(first, second, seed=3)
+    assert mixed.story.count("[") == 8  # every mention of both stories
+    story = encode_story(mixed, WordTokenizer.build([mixed.story], min_count=1))
+    assert len(story.entity_names) == 6  # the second story's Michael is another person
+    assert story.entity_names[story.query[0]] == "donald" and story.entity_names[story.query[1]] == "dorothy"
+    labels = pair_labels(mixed, story, INDEX)
+    entity = {name.split(" ")[0] + ("2" if " " in name else ""): i for i, name in enumerate(story.entity_names)}
+    assert labels[entity["jennifer2"]][entity["michael2"]] == INDEX["father"]  # the second story's facts
+    assert labels[entity["michael2"]][entity["jason2"]] == INDEX["father"]
+    assert labels[entity["donald"]][entity["jason2"]] == len(INDEX)  # across stories: none
+    assert labels[entity["michael"]][entity["dorothy"]] == INDEX["sister"]

@@ -345,6 +345,8 @@ class ClutrrDataModule(LightningDataModule):
             of the story text (for ``LaartModel``), whose evaluation batches carry no gold graph.
         max_entities: text view: entity slots, the most people a story may mention.
         min_word_count: text view: words seen fewer times in the training stories read as ``<unk>``.
+        mix_stories: text view, training only: share of stories interleaved with a second training story
+            as distractor text (:class:`~laart_lab.data.clutrr_text.TextCollator`).
     """
 
     def __init__(
@@ -363,11 +365,15 @@ class ClutrrDataModule(LightningDataModule):
         view: Literal["graph", "text"] = "graph",
         max_entities: int = 32,
         min_word_count: int = 2,
+        mix_stories: float = 0.0,
     ) -> None:
         super().__init__()
         if view not in ("graph", "text"):
             raise ValueError(f"view must be 'graph' (relation graphs) or 'text' (story text), got {view!r}")
         self.view, self.max_entities, self.min_word_count = view, max_entities, min_word_count
+        if not 0.0 <= mix_stories <= 1.0:
+            raise ValueError(f"mix_stories is a share of training stories, in [0, 1]; got {mix_stories}")
+        self.mix_stories = mix_stories
         self._tokenizer: WordTokenizer | None = None
         self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None
         self._gold_edges: dict[str, list[tuple[int, int, str]]] | None = None
@@ -459,7 +465,10 @@ class ClutrrDataModule(LightningDataModule):
     def _loader(self, rows: list[ClutrrExample], shuffle: bool, task_k: int | None = None) -> DataLoader:
         collate: Any
         if self.view == "text":  # only the shuffled (training) loader carries gold facts
-            collate = TextCollator(self.tokenizer, self._index, self.max_entities, training=shuffle, task_k=task_k)
+            collate = TextCollator(
+                self.tokenizer, self._index, self.max_entities, training=shuffle, task_k=task_k,
+                mix_stories=self.mix_stories if shuffle else 0.0,
+            )  # fmt: skip
         else:
             collate = ReasoningCollator(self._index, task_k)
         return DataLoader(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -192,6 +192,38 @@ def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, i
     return labels
 
 
+_SENTENCE = re.compile(r"[^.!?]*[.!?]+|[^.!?]+$")
+
+
+def mixed_story(first: Any, second: Any, seed: int) -> Any:
+    """``first`` with ``second``'s sentences interleaved (each story keeps its own order), ``second``'s
+    people renamed apart; gold facts of both, query and answer of ``first`` (training augmentation)."""
+    import random
+
+    rename = {name: f"{name} {seed % 997}x{j}" for j, name in enumerate(second.names)}
+    story2 = re.sub(r"\[([^\]]+)\]", lambda m: f"[{rename.get(m.group(1).strip(), m.group(1) + ' x')}]", second.story)
+    parts1 = [p.strip() for p in _SENTENCE.findall(first.story) if p.strip()]
+    parts2 = [p.strip() for p in _SENTENCE.findall(story2) if p.strip()]
+    order = [0] * len(parts1) + [1] * len(parts2)
+    random.Random(seed).shuffle(order)
+    sources = (iter(parts1), iter(parts2))
+    # a CLUTRR sentence may lack its full stop: end each one, so no sentence spans both stories
+    merged = [part if part[-1] in ".!?" else part + " ." for part in (next(sources[o]) for o in order)]
+    shift = len(first.names)
+    return replace(
+        first,
+        story=" ".join(merged),
+        names=[*first.names, *(rename[n] for n in second.names)],
+        genders=[*first.genders, *second.genders],
+        edges=[*first.edges, *((a + shift, b + shift, r) for a, b, r in second.edges)],
+        **(
+            {"untyped_edges": [*first.untyped_edges, *((a + shift, b + shift) for a, b in second.untyped_edges)]}
+            if hasattr(first, "untyped_edges")
+            else {}
+        ),
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # batches
 # ------------------------------------------------------------------------------------------------
@@ -269,6 +301,10 @@ class TextCollator:
         training: draw random entity slots and attach :class:`ReaderSupervision`; False for evaluation
             (slot = entity, no gold facts in the batch).
         task_k / task_name: the test file's k and name, passed to ``meta``.
+        mix_stories: training only: the share of stories that get a second training story (its people
+            renamed) interleaved sentence by sentence, as distractor text: longer stories with more
+            people than training shows otherwise, whose cross-story pairs are "none" and whose own
+            pairs are supervised too. The query and answer stay the first story's.
     """
 
     def __init__(
@@ -279,11 +315,21 @@ class TextCollator:
         training: bool,
         task_k: int | None = None,
         task_name: str | None = None,
+        mix_stories: float = 0.0,
     ) -> None:
         self.tokenizer, self.relation_index, self.max_entities = tokenizer, relation_index, max_entities
         self.training, self.task_k, self.task_name = training, task_k, task_name
+        self.mix_stories = mix_stories
 
     def __call__(self, examples: list[Any]) -> LaartBatch:
+        if self.training and self.mix_stories > 0 and len(examples) > 1:
+            draws = torch.rand(len(examples)).tolist()
+            examples = [
+                mixed_story(e, examples[(i + 1) % len(examples)], int(1e9 * draws[i]))
+                if draws[i] < self.mix_stories and len(e.names) + len(examples[(i + 1) % len(examples)].names) <= self.max_entities
+                else e
+                for i, e in enumerate(examples)
+            ]
         encoded = [encode_story(e, self.tokenizer) for e in examples]
         b = len(examples)
         t = max(len(s.tokens) for s in encoded)

@@ -44,6 +44,7 @@ from laart_lab.components.attention import AttentionFactory
 from laart_lab.components.memory import MemoryFactory
 from laart_lab.components.reasoner import Reasoner, ReasonerFactory, ReasonerOutput, ReasoningBatch
 from laart_lab.data.clutrr_text import IGNORE, LaartBatch
+from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF
 from laart_lab.models.charlm import _default_attention, component_spec, resolve_component
 from laart_lab.models.story_reader import ReaderOutput, StoryReader
 from laart_lab.reasoning.read_paths import best_paths
@@ -78,6 +79,9 @@ class LaartModel(LightningModule):
         pair_weight, gender_weight, fast_weight, gold_path_weight, read_path_weight: loss weights.
         max_path_steps, step_cost: the read chain search (:func:`best_paths`).
         check_grid: thresholds the check chooses from on validation.
+        gender_factorised: read each relation as a gender-free kind times the gender of its second
+            person (:class:`StoryReader` ``relation_factors``); None: whenever every relation name is a
+            kinship term that has a gender (:mod:`laart_lab.data.kinship_algebra`).
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class LaartModel(LightningModule):
         max_path_steps: int = 16,
         step_cost: float = 0.05,
         check_grid: list[float] | None = None,
+        gender_factorised: bool | None = None,
     ) -> None:
         super().__init__()
         if relation_names is not None:
@@ -124,6 +129,14 @@ class LaartModel(LightningModule):
         self.num_relations = num_relations
         self.relation_names = list(relation_names) if relation_names else [f"r{i}" for i in range(num_relations)]
         self.vocabulary = list(vocabulary)
+        factors = relation_factors(self.relation_names)
+        if gender_factorised and factors is None:
+            raise ValueError(
+                "gender_factorised needs every relation to be a gendered kinship term (sister, father-in-law, ...); "
+                f"these are not: {[n for n in self.relation_names if n not in GENDER_OF_TERM]}"
+            )
+        if gender_factorised is False:
+            factors = None
         attention_factory = resolve_component(attention, "attention") or _default_attention()
         self.reader = StoryReader(
             len(self.vocabulary),
@@ -136,6 +149,8 @@ class LaartModel(LightningModule):
             dropout=dropout,
             memory=resolve_component(memory, "memory"),
             memory_layer=memory_layer,
+            relation_factors=factors,
+            inverse_kinds=inverse_kinds(self.relation_names) if factors is not None else None,
         )
         self.reasoner: Reasoner = resolve_component(reasoner, "reasoner")(num_relations)
         self.word_dropout, self.lr, self.weight_decay, self.warmup_steps = word_dropout, lr, weight_decay, warmup_steps
@@ -409,6 +424,23 @@ class LaartModel(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["relation_names"] = list(self.relation_names)
+
+
+def relation_factors(relation_names: list[str]) -> list[tuple[int, int]] | None:
+    """``(kind id, gender id)`` per relation (gender 0 female, 1 male), or None if a name is no gendered
+    kinship term."""
+    if not all(name in KIND_OF and name in GENDER_OF_TERM for name in relation_names):
+        return None
+    kinds = sorted({KIND_OF[name] for name in relation_names})
+    return [(kinds.index(KIND_OF[name]), 0 if GENDER_OF_TERM[name] == "female" else 1) for name in relation_names]
+
+
+def inverse_kinds(relation_names: list[str]) -> list[int] | None:
+    """The inverse of each kind of :func:`relation_factors` (by kind id), or None if one is missing."""
+    kinds = sorted({KIND_OF[name] for name in relation_names})
+    if not all(INVERSE_KIND[kind] in kinds for kind in kinds):
+        return None
+    return [kinds.index(INVERSE_KIND[kind]) for kind in kinds]
 
 
 def _chain_batch(

@@ -7,7 +7,11 @@ entity mention carrying its entity slot's embedding. Three heads read the result
 * **relation head**, over every ordered pair of entities ``(x, y)``: a distribution over the relation
   vocabulary plus ``none``, "y is x's <relation>". A pair is read where the story states it: at the
   closest pair of mentions of x and y (their contextual states, the signed token distance between
-  them, whether they share a sentence), beside both entities' pooled states;
+  them, whether they share a sentence), beside both entities' pooled states. With
+  ``relation_factors`` (each relation a gender-free *kind* and the gender of y: sister = sibling +
+  female) the head reads the kind of the pair and takes y's gender from the gender head, which hears
+  every mention of y ("her", "his"); the relation's probability is the product of the two, and the
+  kind is read from both directions at once (``inverse_kinds``: x's parent y is y's child x);
 * **gender head**, per entity (female / male), from all its mentions;
 * **answer head** (the fast answer): the query's two entities and the pooled story, over the vocabulary.
 """
@@ -56,6 +60,11 @@ class StoryReader(nn.Module):
         d_model, n_layers, n_heads, dropout, position: the bidirectional transformer.
         memory, memory_layer: optional memory module factory ``(d_model, n_heads)`` and its block.
         distance_buckets: buckets of the signed mention distance (each side).
+        relation_factors: optional ``(kind, gender)`` ids per relation (gender 0 female, 1 male); the
+            relation head then predicts ``max(kind) + 1`` kinds plus none (see the module docstring).
+        inverse_kinds: optional, with ``relation_factors``: the inverse of each kind (parent <-> child).
+            A story that says "y is x's parent" also says "x is y's child", so the kind of ``(x, y)`` is
+            read from both directions: ``P(kind) ∝ P_xy(kind) * P_yx(inverse kind)``.
     """
 
     def __init__(
@@ -71,8 +80,26 @@ class StoryReader(nn.Module):
         memory: MemoryFactory | None = None,
         memory_layer: int = -1,
         distance_buckets: int = 16,
+        relation_factors: list[tuple[int, int]] | None = None,
+        inverse_kinds: list[int] | None = None,
     ) -> None:
         super().__init__()
+        if relation_factors is not None and len(relation_factors) != num_relations:
+            raise ValueError(f"relation_factors has {len(relation_factors)} entries for {num_relations} relations")
+        self.relation_kind: Tensor | None
+        self.relation_gender: Tensor | None
+        if relation_factors is None:
+            self.relation_kind = self.relation_gender = None
+            pair_classes = num_relations + 1
+        else:
+            self.register_buffer("relation_kind", torch.tensor([k for k, _ in relation_factors]), persistent=False)
+            self.register_buffer("relation_gender", torch.tensor([g for _, g in relation_factors]), persistent=False)
+            pair_classes = max(k for k, _ in relation_factors) + 2
+        self.inverse_kind: Tensor | None
+        if inverse_kinds is not None and (relation_factors is None or len(inverse_kinds) != pair_classes - 1):
+            raise ValueError("inverse_kinds needs relation_factors and one inverse per kind")
+        inverse = None if inverse_kinds is None else torch.tensor([*inverse_kinds, pair_classes - 1])
+        self.register_buffer("inverse_kind", inverse, persistent=False)
         self.num_relations, self.max_entities, self.distance_buckets = num_relations, max_entities, distance_buckets
         self.word = nn.Embedding(vocab_size, d_model, padding_idx=0)
         self.slot = nn.Embedding(max_entities, d_model)
@@ -83,7 +110,7 @@ class StoryReader(nn.Module):
         self.same_sentence = nn.Embedding(2, d_model)
         hidden = 2 * d_model
         self.pair_head = nn.Sequential(
-            nn.Linear(5 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_relations + 1)
+            nn.Linear(5 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, pair_classes)
         )
         self.gender_head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 2))
         self.fast_head = nn.Sequential(
@@ -109,12 +136,26 @@ class StoryReader(nn.Module):
         pooled = torch.einsum("bte,btd->bed", mentions, h) / counts.unsqueeze(-1)  # [B, E, D]
 
         pair_logits = self.pair_head(self._pair_features(story, h, pooled))
+        gender_logits = self.gender_head(pooled)
+        if self.relation_kind is not None and self.relation_gender is not None:
+            pair_logits = self._factorised(pair_logits, gender_logits)
         rows = torch.arange(h.shape[0], device=h.device)
         head, tail = pooled[rows, story.query[:, 0]], pooled[rows, story.query[:, 1]]
         mask = story.padding_mask.unsqueeze(-1).to(h.dtype)
         context = (h * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         fast_logits = self.fast_head(torch.cat([head, tail, head * tail, context], -1))
-        return ReaderOutput(pair_logits=pair_logits, gender_logits=self.gender_head(pooled), fast_logits=fast_logits)
+        return ReaderOutput(pair_logits=pair_logits, gender_logits=gender_logits, fast_logits=fast_logits)
+
+    def _factorised(self, kind_logits: Tensor, gender_logits: Tensor) -> Tensor:
+        """``log P(kind(r) | x, y) + log P(gender(y) = gender(r))`` per relation r, and ``log P(none)``."""
+        assert self.relation_kind is not None and self.relation_gender is not None
+        kind = kind_logits.float().log_softmax(-1)  # [B, E, E, kinds + 1]
+        if self.inverse_kind is not None:  # both directions state one fact
+            kind = (kind + kind.transpose(1, 2)[..., self.inverse_kind]).log_softmax(-1)
+        gender = gender_logits.float().log_softmax(-1)  # [B, E, 2]
+        of_y = gender.unsqueeze(1).expand(-1, kind.shape[1], -1, -1)  # [B, x, y, 2]
+        relations = kind[..., self.relation_kind] + of_y[..., self.relation_gender]
+        return torch.cat([relations, kind[..., -1:]], -1)
 
     def _pair_features(self, story: StoryBatch, h: Tensor, pooled: Tensor) -> Tensor:
         """``[B, E, E, 5D]``: the closest mentions of x and y, their signed distance and sentence, both entities."""
