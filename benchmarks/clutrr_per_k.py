@@ -54,6 +54,9 @@ def summarise(results: list[dict]) -> str:
         values = [r["test"][k] for r in results]
         lines.append(f"{k:>6}  {statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}")
     for label, subset in (("mean", ks), ("k4-10", [k for k in ks if 4 <= k <= 10])):
+        if not subset:  # e.g. no test file with k >= 4
+            lines.append(f"{label:>6}  n/a")
+            continue
         values = [statistics.mean(r["test"][k] for k in subset) for r in results]
         lines.append(f"{label:>6}  {statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}")
     fit = [r["fit_seconds"] for r in results]

@@ -12,6 +12,21 @@ query head to its tail (CLUTRR's longer test stories contain back-and-forth deto
 them, so the path has k relations), else the shortest directed path. Story and query text go to
 ``batch.meta``. The relation vocabulary is the sorted set of relations in all files, so ids are stable
 across train and test, and it travels with checkpoints (``state_dict`` and the model's hparams).
+
+**Untyped (noise) edges.** CLUTRR's robustness releases (tasks ``2.k`` supporting, ``3.k`` irrelevant and
+``4.k`` disconnected facts) list more ``story_edges`` than ``edge_types``: the first ``len(edge_types)``
+edges are typed and form the clean path, the rest are the noise facts, whose relation the release does
+not give. They are read as :attr:`ClutrrExample.untyped_edges` (``(a, b)`` pairs; the story states them,
+so text models see them). ``ClutrrExample.edges``, the path and k (the number of *typed* edges) use the
+typed edges only, and so does the graph view of a batch (``ReasoningBatch.edges``: the relation
+vocabulary has no "unknown" id, so vocabularies and old checkpoints are unchanged); a batch carries the
+untyped edges in ``meta["untyped_edges"]`` (one list of pairs per example). Fewer edges than edge types is
+an error.
+
+**Test files** are keyed by their whole task name (``1.3_test.csv`` -> ``"1.3"``, ``2.3_test.csv`` ->
+``"2.3"``): :attr:`ClutrrRelease.tests` maps task name -> rows, :attr:`ClutrrRelease.test_files` task name
+-> file name and :attr:`ClutrrRelease.test_k` task name -> k, all ordered by (k, task name). Each test
+batch's meta holds its file's ``task_name`` and ``task_k``.
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ import random
 import re
 import tempfile
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,12 +71,14 @@ class ClutrrExample:
     story: str
     query_text: str
     target: str
-    edges: list[tuple[int, int, str]]  #: (source node, target node, relation): "source's relation is target"
+    edges: list[tuple[int, int, str]]  #: typed edges (source, target, relation): "source's relation is target"
     query: tuple[int, int]
     genders: list[int]  #: per node: 0 unknown, 1 female, 2 male
     path: list[str]  #: relations from the query head to its tail
-    k: int  #: number of story edges
+    k: int  #: number of typed story edges
     names: list[str] = field(default_factory=list)  #: per node: the name written in [brackets] in the story
+    #: story edges with no edge type (CLUTRR's noise facts): (source node, target node), relation unknown
+    untyped_edges: list[tuple[int, int]] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -126,12 +144,18 @@ def parse_row(row: dict[str, str], where: str) -> ClutrrExample:
             raise ClutrrFormatError(f"{where}: field '{name}' is missing")
     pairs = _pairs(row["story_edges"], where, "story_edges")
     types = _names(row["edge_types"], where, "edge_types")
-    if len(types) != len(pairs):
+    if len(types) > len(pairs):
         raise ClutrrFormatError(
-            f"{where}, fields 'story_edges'/'edge_types': {len(pairs)} edges but {len(types)} edge types"
+            f"{where}, fields 'story_edges'/'edge_types': {len(pairs)} edges but {len(types)} edge types; "
+            "each edge type needs its edge (extra edges, untyped, are allowed; extra types are not)"
         )
     if not pairs:
         raise ClutrrFormatError(f"{where}, field 'story_edges': the story has no edges")
+    if not types:
+        raise ClutrrFormatError(
+            f"{where}, fields 'story_edges'/'edge_types': the story has no typed edges "
+            f"({len(pairs)} edges, 0 edge types)"
+        )
     query = _pair(row["query_edge"], where, "query_edge")
     target = row["target"].strip()
     if not target:
@@ -147,10 +171,13 @@ def parse_row(row: dict[str, str], where: str) -> ClutrrExample:
     num_nodes = max(max(max(p) for p in pairs), *query) + 1
     genders += [0] * (num_nodes - len(genders))
     edges = [(a, b, str(t)) for (a, b), t in zip(pairs, types)]
+    untyped = pairs[len(types) :]
     path = relation_path(edges, *query)
     if path is None:
+        through = f" through the {len(edges)} typed edges ({len(untyped)} untyped edges have no relation)"
         raise ClutrrFormatError(
             f"{where}, fields 'story_edges'/'query_edge': no directed path from node {query[0]} to {query[1]}"
+            + (through if untyped else "")
         )
     return ClutrrExample(
         id=row.get("id") or where,
@@ -161,8 +188,9 @@ def parse_row(row: dict[str, str], where: str) -> ClutrrExample:
         query=query,
         genders=genders,
         path=path,
-        k=len(pairs),
+        k=len(edges),
         names=names,
+        untyped_edges=untyped,
     )
 
 
@@ -180,13 +208,22 @@ def parse_csv(text: str, file_name: str) -> list[ClutrrExample]:
 
 @dataclass
 class ClutrrRelease:
-    """A parsed release: the training rows, one list of rows per test file, and ``config.json``."""
+    """A parsed release: the training rows, one list of rows per test file, and ``config.json``.
+
+    The test dicts are keyed by task name (``"1.3"`` for ``1.3_test.csv``, ``"2.3"`` for ``2.3_test.csv``)
+    and ordered by (k, task name).
+    """
 
     train_file: str
     train: list[ClutrrExample]
-    tests: dict[int, list[ClutrrExample]]  #: k -> rows of ``1.<k>_test.csv``
-    test_files: dict[int, str]
+    tests: dict[str, list[ClutrrExample]]  #: task name -> rows of ``<task name>_test.csv``
+    test_files: dict[str, str]  #: task name -> file name
     config: dict[str, Any]
+    test_k: dict[str, int] = field(default_factory=dict)  #: task name -> k (the number after the dot)
+
+    def tests_with_k(self, k: int) -> list[ClutrrExample]:
+        """The rows of every test file whose task has this k (e.g. ``1.3`` and ``2.3`` for k=3)."""
+        return [e for task, rows in self.tests.items() if self.test_k[task] == k for e in rows]
 
 
 def _read_files(path: Path) -> dict[str, str]:
@@ -205,11 +242,19 @@ def _read_files(path: Path) -> dict[str, str]:
         for p in candidates:
             files[p.name] = p.read_text(encoding="utf-8")
     elif zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                name = info.filename.rsplit("/", 1)[-1]
-                if name.endswith((".csv", ".json")) and not info.filename.startswith("__MACOSX"):
-                    files[name] = archive.read(info).decode("utf-8")
+        member = None
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    member = info.filename
+                    name = info.filename.rsplit("/", 1)[-1]
+                    if name.endswith((".csv", ".json")) and not info.filename.startswith("__MACOSX"):
+                        files[name] = archive.read(info).decode("utf-8")
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+            where = f", member {member!r}" if member is not None else ""
+            raise ClutrrFormatError(f"{path}{where}: the zip is corrupt ({err}); download the release again") from None
+        except UnicodeDecodeError as err:
+            raise ClutrrFormatError(f"{path}, member {member!r}: not UTF-8 text ({err})") from None
     else:
         raise ClutrrFormatError(f"{path}: not a zip file or a folder")
     return files
@@ -243,9 +288,14 @@ def _read_release(path: Path, train_file: str | None) -> ClutrrRelease:
             f"{path}: expected exactly one '<tasks>_train.csv', found {train_names or 'none'}; "
             "choose one with train_file"
         )
-    test_files = {int(m.group(2)): n for n in files if (m := _TEST_FILE.match(n))}
-    if not test_files:
-        raise ClutrrFormatError(f"{path}: no '1.<k>_test.csv' files (found {sorted(files)})")
+    # task name -> (k, task prefix, file name); "2.3_test.csv" is task "2.3" with k = 3
+    found = {
+        f"{m.group(1)}.{m.group(2)}": (int(m.group(2)), int(m.group(1)), n) for n in files if (m := _TEST_FILE.match(n))
+    }
+    if not found:
+        raise ClutrrFormatError(f"{path}: no '<task>.<k>_test.csv' files such as 1.2_test.csv (found {sorted(files)})")
+    order = sorted(found, key=lambda task: found[task][:2])
+    test_files = {task: found[task][2] for task in order}
     config: dict[str, Any] = {}
     if "config.json" in files:
         try:
@@ -255,9 +305,10 @@ def _read_release(path: Path, train_file: str | None) -> ClutrrRelease:
     return ClutrrRelease(
         train_file=train_names[0],
         train=parse_csv(files[train_names[0]], f"{path}/{train_names[0]}"),
-        tests={k: parse_csv(files[n], f"{path}/{n}") for k, n in sorted(test_files.items())},
-        test_files=dict(sorted(test_files.items())),
+        tests={task: parse_csv(files[n], f"{path}/{n}") for task, n in test_files.items()},
+        test_files=test_files,
         config=config,
+        test_k={task: found[task][0] for task in order},
     )
 
 
@@ -267,8 +318,8 @@ def _read_release(path: Path, train_file: str | None) -> ClutrrRelease:
 class ReasoningCollator:
     """Pads a list of examples into one :class:`ReasoningBatch` (relation names -> vocabulary ids)."""
 
-    def __init__(self, relation_index: dict[str, int], task_k: int | None = None) -> None:
-        self.relation_index, self.task_k = relation_index, task_k
+    def __init__(self, relation_index: dict[str, int], task_k: int | None = None, task_name: str | None = None) -> None:
+        self.relation_index, self.task_k, self.task_name = relation_index, task_k, task_name
 
     def __call__(self, examples: list[ClutrrExample]) -> ReasoningBatch:
         rel = self.relation_index
@@ -301,7 +352,9 @@ class ReasoningCollator:
                 "query_text": [e.query_text for e in examples],
                 "target_name": [e.target for e in examples],
                 "id": [e.id for e in examples],
+                "untyped_edges": [list(e.untyped_edges) for e in examples],
                 "task_k": self.task_k,
+                "task_name": self.task_name,
             },
         )
 
@@ -418,7 +471,12 @@ class ClutrrDataModule(LightningDataModule):
 
     @property
     def test_ks(self) -> list[int]:
-        """The k of each test dataloader, in order."""
+        """The k of each test dataloader, in order (two files of the same k, e.g. 1.3 and 2.3, give it twice)."""
+        return [self.release.test_k[task] for task in self.release.tests]
+
+    @property
+    def test_tasks(self) -> list[str]:
+        """The task name of each test dataloader, in order (``"1.3"`` for ``1.3_test.csv``)."""
         return list(self.release.tests)
 
     def data_facts(self) -> dict[str, Any]:
@@ -462,15 +520,17 @@ class ClutrrDataModule(LightningDataModule):
         return [self._gold_edges.get(i, []) for i in ids]
 
     # ---- loaders ---------------------------------------------------------------------------------
-    def _loader(self, rows: list[ClutrrExample], shuffle: bool, task_k: int | None = None) -> DataLoader:
+    def _loader(
+        self, rows: list[ClutrrExample], shuffle: bool, task_k: int | None = None, task_name: str | None = None
+    ) -> DataLoader:
         collate: Any
         if self.view == "text":  # only the shuffled (training) loader carries gold facts
             collate = TextCollator(
                 self.tokenizer, self._index, self.max_entities, training=shuffle, task_k=task_k,
-                mix_stories=self.mix_stories if shuffle else 0.0,
+                task_name=task_name, mix_stories=self.mix_stories if shuffle else 0.0,
             )  # fmt: skip
         else:
-            collate = ReasoningCollator(self._index, task_k)
+            collate = ReasoningCollator(self._index, task_k, task_name)
         return DataLoader(
             rows,  # type: ignore[arg-type]
             batch_size=self.batch_size,
@@ -486,7 +546,11 @@ class ClutrrDataModule(LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(rows, shuffle=False, task_k=k) for k, rows in self.release.tests.items()]
+        release = self.release
+        return [
+            self._loader(rows, shuffle=False, task_k=release.test_k[task], task_name=task)
+            for task, rows in release.tests.items()
+        ]
 
     def predict_dataloader(self) -> list[DataLoader]:
         return self.test_dataloader()

@@ -5,8 +5,10 @@ this module owns what every reasoner shares: the loss hook, accuracy overall and
 per-test-file metrics, the optimiser, and the per-k table printed when testing ends.
 
 Metrics: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/acc_k{k}``, ``test/acc_k{k}``
-(one per test file; k is the file's, from ``batch.meta["task_k"]``), ``test/acc_mean`` (the unweighted
-mean over test files) and the reasoner's own scalars as ``reasoner/<name>``.
+(one per test k; k is the file's, from ``batch.meta["task_k"]``; files with the same k, e.g. CLUTRR's
+``1.3`` and ``2.3``, count together), ``test/acc_mean`` (the unweighted mean over the test ks), and the
+reasoner's own scalars as ``reasoner/<name>``. When some k has several test files (task names from
+``batch.meta["task_name"]``), each file's accuracy is also logged as ``test/acc_{task}`` (``test/acc_2.3``).
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ class RelationReasoning(LightningModule):
         self.test_loss = MeanMetric()
         self._val_seen: set[int] = set()
         self._test_seen: list[int] = []
+        self._test_tasks: dict[str, tuple[int, MulticlassAccuracy]] = {}  # task name -> (k, accuracy)
         self.last_test_table: dict[int, float] = {}
+        self.last_test_task_table: dict[str, float] = {}  #: task name -> accuracy (every named test file)
 
     def forward(self, batch: ReasoningBatch) -> ReasonerOutput:
         return self.reasoner(batch)
@@ -119,6 +123,12 @@ class RelationReasoning(LightningModule):
         if k not in self._test_seen:
             self._test_seen.append(int(k))
         _metric(self.test_acc_k, k).update(output.logits, target)
+        task = batch.meta.get("task_name")
+        if task is not None:
+            if task not in self._test_tasks:
+                metric = MulticlassAccuracy(self.num_relations, average="micro").to(output.logits.device)
+                self._test_tasks[str(task)] = (int(k), metric)
+            self._test_tasks[str(task)][1].update(output.logits, target)
         self.test_loss.update(self.reasoner.loss(output, target).detach(), weight=batch.batch_size)
 
     def on_test_epoch_end(self) -> None:
@@ -129,9 +139,16 @@ class RelationReasoning(LightningModule):
         if table:
             self.log("test/acc_mean", sum(table.values()) / len(table), add_dataloader_idx=False)
             self.log("test/loss", self.test_loss.compute(), add_dataloader_idx=False)
+        tasks = {task: float(metric.compute()) for task, (_, metric) in self._test_tasks.items()}
+        ks_of_tasks = [k for k, _ in self._test_tasks.values()]
+        if len(set(ks_of_tasks)) < len(ks_of_tasks):  # task names are not unique per k: log each file too
+            for task, value in tasks.items():
+                self.log(f"test/acc_{task}", value, add_dataloader_idx=False)
         self.test_loss.reset()
         self._test_seen.clear()
+        self._test_tasks.clear()
         self.last_test_table = table
+        self.last_test_task_table = tasks
         if table and self.trainer.is_global_zero:
             print(format_per_k_table(table, type(self.reasoner).__name__))
 
