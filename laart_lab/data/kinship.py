@@ -12,9 +12,27 @@ generator (Sinha et al., 2019) closely enough that one reader serves both:
 * **stories** are made by backward chaining as in CLUTRR: start from two people and their relation,
   then k-1 times replace one edge ``x -r-> y`` by ``x -r1-> z -r2-> y`` with a rule ``r1 ∘ r2 = r`` and
   a person z of the world not yet in the story. The answer is therefore fixed by the rules.
+* **story text** (:func:`write_story`) is CLUTRR-like: each fact is written with one of several
+  paraphrase templates per kind of relation, stated from either side ("[x] took her daughter [y] to the
+  park." / "[y] loves visiting her mother [x]."), with the people's genders in his/her; some sentences
+  state two facts at once ("[a] has a sister, [b], whose son is [c]."; "[a] and her husband [b] took
+  their son [c] fishing." when [c] is the child of both); the sentences are shuffled (seeded); a minority
+  refer to a person by he/she ("She also has a brother, [y].") only right after a sentence that names
+  that person as its only one of that gender, so the other person of the fact is always bracketed and
+  every person is bracketed somewhere in the story.
+* **distractors**: ``distractors`` extra sentences per story on average (0-2; 0 gives clean stories)
+  state a true relation between a story person and a new person of the same world. The new person is an
+  extra node (appended to ``genders``) and the fact is an *untyped* edge listed in ``story_edges`` after
+  the typed ones, exactly like CLUTRR's robustness releases (:mod:`laart_lab.data.clutrr` reads it as
+  ``ClutrrExample.untyped_edges``; graph models ignore it).
+* **held-out paraphrases** (``heldout_templates=True``): about a third of the templates of each kind are
+  used by the test files only, as CLUTRR's test stories use paraphrases training never shows, so the
+  test files measure generalisation to unseen wording as well as to longer chains.
 * The output files have CLUTRR's names and columns (``<tasks>_train.csv``, ``1.<k>_test.csv``,
   ``config.json``; ``story``, ``query``, ``target``, ``story_edges``, ``edge_types``, ``query_edge``,
-  ``genders``, ...). Unlike CLUTRR's test files, stories are simple paths (no back-and-forth edges).
+  ``genders``, ...). ``genders`` lists ``Name:gender`` per node in node order (node i is the i-th name;
+  text models map ``[Name]`` to nodes by it). k is the number of typed edges. Unlike CLUTRR's test files,
+  the typed edges form a simple path (no back-and-forth edges).
 """
 
 from __future__ import annotations
@@ -23,6 +41,7 @@ import csv
 import json
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -308,18 +327,270 @@ def _expand(world: World, rules_by_result: dict[str, list[tuple[str, str]]], k: 
     return walk, types, world.relations[x][y]
 
 
-def _row(world: World, walk: list[int], types: list[str], target: str, k: int, split: str, uid: str) -> dict:
-    names = [world.people[i].name for i in walk]
-    sentences = [f"[{names[i + 1]}] is the {types[i]} of [{names[i]}]." for i in range(len(types))]
+# ------------------------------------------------------------------------------------------------
+# story text
+# ------------------------------------------------------------------------------------------------
+KIND_OF: dict[str, str] = {term: kind for kind, terms in _TERMS.items() for term in terms}
+INVERSE_KIND: dict[str, str] = {
+    "parent": "child", "child": "parent", "spouse": "spouse", "sibling": "sibling",
+    "grandparent": "grandchild", "grandchild": "grandparent", "parent_sibling": "sibling_child",
+    "sibling_child": "parent_sibling", "parent_in_law": "child_in_law", "child_in_law": "parent_in_law",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Template:
+    """A sentence pattern. Single facts "x's {rel} is y" fill ``{x}``, ``{y}`` (bracketed names), ``{xp}``/
+    ``{yp}`` (his/her), ``{rel}`` (x's relation to y), ``{inv}`` (y's relation to x), ``{a_rel}``/``{a_inv}``
+    (with a/an) and ``{XS}`` (He/She for x); two-fact templates ("a's r1 is b, b's r2 is c") fill ``{a}``,
+    ``{b}``, ``{c}``, ``{ap}``, ``{r1}``, ``{r2}``, ``{a_r1}``."""
+
+    id: str
+    text: str
+    heldout: bool = False  #: used by test files only (with ``heldout_templates=True``)
+
+
+def _t(id: str, text: str, heldout: bool = False) -> Template:
+    return Template(id, text, heldout)
+
+
+#: single-fact templates that suit every kind of relation
+GENERIC_TEMPLATES: tuple[Template, ...] = (
+    _t("any.x0", "[{x}] took {xp} {rel} [{y}] out for lunch."),
+    _t("any.x1", "[{x}] called {xp} {rel} [{y}] to catch up."),
+    _t("any.x2", "[{y}] is the {rel} of [{x}]."),
+    _t("any.x3", "[{x}] baked cookies for {xp} {rel} [{y}].", heldout=True),
+    _t("any.x4", "[{x}]'s {rel}, [{y}], came over for dinner.", heldout=True),
+    _t("any.y0", "[{y}] loves visiting {yp} {inv} [{x}]."),
+    _t("any.y1", "[{y}] asked {yp} {inv} [{x}] for some advice."),
+    _t("any.y2", "[{y}] went shopping with {yp} {inv}, [{x}]."),
+    _t("any.y3", "[{y}] wrote a long letter to {yp} {inv} [{x}].", heldout=True),
+)
+#: single-fact templates of one kind of relation ("x's <kind> is y")
+KIND_TEMPLATES: dict[str, tuple[Template, ...]] = {
+    "parent": (
+        _t("parent.x0", "[{x}] was picked up from school by {xp} {rel} [{y}]."),
+        _t("parent.y0", "[{y}] read a bedtime story to {yp} {inv} [{x}].", heldout=True),
+    ),
+    "child": (
+        _t("child.x0", "[{x}] was very proud of {xp} {rel} [{y}] for winning the race."),
+        _t("child.x1", "[{x}] taught {xp} {rel} [{y}] how to ride a bike.", heldout=True),
+    ),
+    "spouse": (
+        _t("spouse.x0", "[{x}] and {xp} {rel} [{y}] celebrated their anniversary."),
+        _t("spouse.x1", "[{x}] surprised {xp} {rel} [{y}] with flowers.", heldout=True),
+    ),
+    "sibling": (
+        _t("sibling.x0", "[{x}] and {xp} {rel} [{y}] grew up playing in the same garden."),
+        _t("sibling.x1", "[{x}] shares a room with {xp} {rel} [{y}] on holidays.", heldout=True),
+    ),
+    "grandparent": (
+        _t("grandparent.x0", "[{x}] spent the summer at the farm of {xp} {rel} [{y}]."),
+        _t("grandparent.y0", "[{y}] knitted a scarf for {yp} {inv} [{x}].", heldout=True),
+    ),
+    "grandchild": (
+        _t("grandchild.x0", "[{x}] showed old photos to {xp} {rel} [{y}]."),
+        _t("grandchild.y0", "[{y}] helped {yp} {inv} [{x}] in the orchard.", heldout=True),
+    ),
+    "parent_sibling": (
+        _t("parent_sibling.x0", "[{x}] stayed with {xp} {rel} [{y}] over the weekend."),
+        _t("parent_sibling.y0", "[{y}] bought {yp} {inv} [{x}] a birthday present.", heldout=True),
+    ),
+    "sibling_child": (
+        _t("sibling_child.x0", "[{x}] took {xp} {rel} [{y}] to the zoo."),
+        _t("sibling_child.x1", "[{x}] babysat {xp} {rel} [{y}] on Friday night.", heldout=True),
+    ),
+    "parent_in_law": (
+        _t("parent_in_law.x0", "[{x}] had dinner with {xp} {rel} [{y}] on Sunday."),
+        _t("parent_in_law.y0", "[{y}] gets along well with {yp} {inv} [{x}].", heldout=True),
+    ),
+    "child_in_law": (
+        _t("child_in_law.x0", "[{x}] welcomed {xp} {rel} [{y}] into the family."),
+        _t("child_in_law.y0", "[{y}] fixed the roof for {yp} {inv} [{x}].", heldout=True),
+    ),
+}
+#: x is referred to by he/she (the previous sentence names x as its only person of x's gender)
+PRONOUN_TEMPLATES: tuple[Template, ...] = (
+    _t("pron.0", "{XS} also has {a_rel}, [{y}]."),
+    _t("pron.1", "{XS} often goes hiking with {xp} {rel} [{y}]."),
+    _t("pron.2", "{XS} later phoned {xp} {rel} [{y}].", heldout=True),
+)
+#: two facts: a's r1 is b and b's r2 is c
+PAIR_TEMPLATES: tuple[Template, ...] = (
+    _t("pair.0", "[{a}] has {a_r1}, [{b}], whose {r2} is [{c}]."),
+    _t("pair.1", "[{c}] is the {r2} of [{b}], who is the {r1} of [{a}]."),
+    _t("pair.2", "[{a}] met {ap} {r1} [{b}] and [{b}]'s {r2} [{c}] at the fair.", heldout=True),
+)
+#: two facts, a's spouse is b and b's child is c, where c is the child of a too ("their son")
+COUPLE_TEMPLATES: tuple[Template, ...] = (
+    _t("couple.0", "[{a}] and {ap} {r1} [{b}] took their {r2} [{c}] fishing."),
+    _t("couple.1", "[{a}] and {ap} {r1} [{b}] drove their {r2} [{c}] to school.", heldout=True),
+)
+PAIR_PROBABILITY = 0.25  # chance that two consecutive path edges are stated in one sentence
+PRONOUN_PROBABILITY = 0.5  # chance that an eligible fact refers to its person by he/she
+
+
+def all_templates() -> list[Template]:
+    """Every template (each id once)."""
+    kinds = [t for group in KIND_TEMPLATES.values() for t in group]
+    return [*GENERIC_TEMPLATES, *kinds, *PRONOUN_TEMPLATES, *PAIR_TEMPLATES, *COUPLE_TEMPLATES]
+
+
+@dataclass
+class Sentence:
+    """One sentence of a story and the facts it states (``(a, b)`` node pairs: "a's relation is b")."""
+
+    text: str
+    facts: list[tuple[int, int]]
+    template: str  #: template id
+    pronoun: int | None = None  #: the node referred to by he/she instead of its bracketed name
+    mentions: list[int] = field(default_factory=list)  #: nodes named in [brackets]
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def _pool(templates: Sequence[Template], split: str, heldout_templates: bool) -> list[Template]:
+    if not heldout_templates:
+        return list(templates)
+    return [t for t in templates if t.heldout == (split == "test")]
+
+
+def _term(kind: str, gender: str) -> str:
+    return _TERMS[kind][0 if gender == MALE else 1]
+
+
+def write_story(
+    names: Sequence[str],
+    genders: Sequence[str],
+    edges: Sequence[tuple[int, int, str]],
+    rng: random.Random,
+    split: str = "train",
+    heldout_templates: bool = True,
+    relation: Callable[[int, int], str | None] | None = None,
+    pair_edges: Sequence[tuple[int, int, str]] | None = None,
+) -> list[Sentence]:
+    """Sentences stating every edge ``(x, y, rel)`` ("x's rel is y") once, in a seeded random order.
+
+    ``names``/``genders`` are per node. ``pair_edges`` (default: all of ``edges``) is the chain whose
+    consecutive edges may share a sentence; ``relation(a, c)`` gives the true relation between two nodes
+    (the "their son" sentences need c to be the child of both a and b; without it they are not used).
+    ``split`` ``'test'`` draws held-out templates only when ``heldout_templates``; ``'train'`` never does.
+    """
+    ps = {MALE: "his", FEMALE: "her"}
+    subj = {MALE: "He", FEMALE: "She"}
+    chain = list(edges if pair_edges is None else pair_edges)
+    units: list[list[tuple[int, int, str]]] = []  # each: the facts of one sentence
+    used: set[int] = set()
+    index_of = {edge: i for i, edge in enumerate(edges)}
+    i = 0
+    while i < len(chain):
+        if i + 1 < len(chain) and chain[i][1] == chain[i + 1][0] and rng.random() < PAIR_PROBABILITY:
+            units.append([chain[i], chain[i + 1]])
+            used.update((index_of[chain[i]], index_of[chain[i + 1]]))
+            i += 2
+        else:
+            i += 1
+    units += [[edge] for j, edge in enumerate(edges) if j not in used]
+    rng.shuffle(units)
+
+    def single(x: int, y: int, rel: str, pool: Sequence[Template], pronoun: bool) -> Sentence:
+        kind = KIND_OF[rel]
+        inv = _term(INVERSE_KIND[kind], genders[x])
+        template = rng.choice(pool)
+        text = template.text.format(
+            x=names[x], y=names[y], xp=ps[genders[x]], yp=ps[genders[y]], rel=rel, inv=inv,
+            a_rel=_article(rel), a_inv=_article(inv), XS=subj[genders[x]],
+        )  # fmt: skip
+        return Sentence(text, [(x, y)], template.id, x if pronoun else None, [y] if pronoun else [x, y])
+
+    sentences: list[Sentence] = []
+    for facts in units:
+        if len(facts) == 2:
+            (a, b, r1), (_, c, r2) = facts
+            couple = (
+                KIND_OF[r1] == "spouse" and KIND_OF[r2] == "child" and relation is not None and relation(a, c) == r2
+            )
+            pool = _pool(COUPLE_TEMPLATES if couple else PAIR_TEMPLATES, split, heldout_templates)
+            template = rng.choice(pool)
+            text = template.text.format(a=names[a], b=names[b], c=names[c], ap=ps[genders[a]], r1=r1, r2=r2,
+                                        a_r1=_article(r1))  # fmt: skip
+            sentences.append(Sentence(text, [(a, b), (b, c)], template.id, None, [a, b, c]))
+            continue
+        x, y, rel = facts[0]
+        previous = sentences[-1] if sentences else None
+        if previous is not None and previous.pronoun is None and rng.random() < PRONOUN_PROBABILITY:
+            # he/she is unambiguous for a person the previous sentence names as its only one of that gender
+            sides = ((x, y, rel), (y, x, _term(INVERSE_KIND[KIND_OF[rel]], genders[x])))
+            chosen = [
+                side for side in sides if [m for m in previous.mentions if genders[m] == genders[side[0]]] == [side[0]]
+            ]
+            if chosen:
+                person, other, term = chosen[0]
+                sentence = single(person, other, term, _pool(PRONOUN_TEMPLATES, split, heldout_templates), pronoun=True)
+                sentence.facts = [(x, y)]
+                sentences.append(sentence)
+                continue
+        kind = KIND_OF[rel]
+        pool = _pool([*GENERIC_TEMPLATES, *KIND_TEMPLATES[kind]], split, heldout_templates)
+        sentences.append(single(x, y, rel, pool, pronoun=False))
+    return sentences
+
+
+def _distractors(world: World, walk: list[int], expected: float, rng: random.Random) -> list[tuple[int, int, str]]:
+    """0-2 true facts (story person, new person of the world, relation); ``expected`` on average."""
+    facts: list[tuple[int, int, str]] = []
+    taken = set(walk)
+    for _ in range(2):
+        if rng.random() >= expected / 2:
+            continue
+        options = [(s, t, r) for s in walk for t, r in world.relations[s].items() if t not in taken]
+        if options:
+            s, t, r = rng.choice(options)
+            facts.append((s, t, r))
+            taken.add(t)
+    return facts
+
+
+def _row(
+    world: World,
+    walk: list[int],
+    types: list[str],
+    target: str,
+    k: int,
+    split: str,
+    uid: str,
+    text_rng: random.Random,
+    distractors: float = 1.0,
+    heldout_templates: bool = True,
+) -> dict:
+    noise = _distractors(world, walk, distractors, text_rng)
+    people = [*walk, *(t for _, t, _ in noise)]  # node i is people[i]; distractor people come last
+    node = {person: i for i, person in enumerate(people)}
+    names = [world.people[p].name for p in people]
+    genders = [world.people[p].gender for p in people]
+    typed = [(i, i + 1, types[i]) for i in range(len(types))]
+    untyped = [(node[s], node[t], r) for s, t, r in noise]
+    sentences = write_story(
+        names,
+        genders,
+        [*typed, *untyped],
+        text_rng,
+        split=split,
+        heldout_templates=heldout_templates,
+        relation=lambda a, b: world.relations[people[a]].get(people[b]),
+        pair_edges=typed,
+    )
     return {
         "id": uid,
-        "story": " ".join(sentences),
-        "query": str((names[0], names[-1])),
+        "story": " ".join(sentence.text for sentence in sentences),
+        "query": str((names[0], names[len(types)])),
         "target": target,
-        "story_edges": str([(i, i + 1) for i in range(len(types))]),
+        "story_edges": str([(a, b) for a, b, _ in [*typed, *untyped]]),
         "edge_types": str(types),
         "query_edge": str((0, len(types))),
-        "genders": ",".join(f"{world.people[i].name}:{world.people[i].gender}" for i in walk),
+        "genders": ",".join(f"{name}:{gender}" for name, gender in zip(names, genders)),
         "f_comb": "-".join(types),
         "task_name": f"task_1.{k}",
         "task_split": split,
@@ -349,15 +620,24 @@ def generate_kinship(
     train_rows: int = 5000,
     test_rows: int = 100,
     num_worlds: int = 64,
+    distractors: float = 1.0,
+    heldout_templates: bool = True,
 ) -> Path:
     """Write a CLUTRR-like data set (same file names and columns as a CLUTRR release) to ``out_dir``.
 
     Train rows are spread evenly over ``train_ks``; each test k gets ``test_rows`` rows. The composition
     rules are those of the seed's worlds (also written to ``config.json``). Deterministic for a seed.
+    ``distractors``: expected number (0 to 2) of distractor facts per story (untyped edges to new people);
+    0 gives clean stories. ``heldout_templates``: test files are written with paraphrase templates that
+    the training file never uses (``False``: both use every template). The story text has its own random
+    stream, so the typed edges, queries and targets of a seed do not depend on these two arguments.
     """
     if not train_ks or not test_ks or min(*train_ks, *test_ks) < 1:
         raise ValueError(f"train_ks and test_ks must be non-empty lists of k >= 1, got {train_ks} and {test_ks}")
+    if not 0.0 <= distractors <= 2.0:
+        raise ValueError(f"distractors is the expected number of distractor facts per story, 0 to 2; got {distractors}")
     rng = random.Random(seed)
+    text_rng = random.Random(f"laart_lab.kinship.text-{seed}")
     worlds = [World(rng) for _ in range(num_worlds)]
     rules = composition_rules(worlds)
     rules_by_result: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -377,7 +657,8 @@ def generate_kinship(
             made = _expand(world, rules_by_result, k, rng)
             if made is not None:
                 walk, types, target = made
-                rows.append(_row(world, walk, types, target, k, split, f"{tag}-{k}-{len(rows)}"))
+                uid = f"{tag}-{k}-{len(rows)}"
+                rows.append(_row(world, walk, types, target, k, split, uid, text_rng, distractors, heldout_templates))
         return rows
 
     train_tasks = ",".join(f"1.{k}" for k in train_ks)
@@ -395,6 +676,8 @@ def generate_kinship(
     config = {
         "generator": "laart_lab.data.kinship (CLUTRR-like, not CLUTRR)",
         "seed": seed,
+        "distractors": distractors,
+        "heldout_templates": heldout_templates,
         "train_task": {train_tasks: f"{train_tasks}_train.csv"},
         "test_tasks": {f"1.{k}": f"1.{k}_test.csv" for k in test_ks},
         "rules": {f"{a}∘{b}": r for (a, b), r in sorted(rules.items())},
