@@ -255,6 +255,13 @@ def test_same_k_test_files_count_together_and_are_also_logged_per_file(tmp_path:
     assert model.last_test_table[3] == pytest.approx((tasks["1.3"] + tasks["2.3"]) / 2)  # one row each
     logged = trainer.callback_metrics
     assert {"test/acc_k2", "test/acc_k3", "test/acc_mean", "test/acc_1.3", "test/acc_2.3"} <= set(logged)
+    (tmp_path / "rel" / "2.3_test.csv").unlink()  # one file per k: per-file names are not logged
+    dm = ClutrrDataModule(path=str(tmp_path / "rel"), batch_size=4)
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(model, dm, verbose=False)
+    assert sorted(model.last_test_task_table) == ["1.2", "1.3"]
+    assert {"test/acc_k3", "test/acc_mean"} <= set(trainer.callback_metrics)
+    assert not any(key.startswith("test/acc_1.") for key in trainer.callback_metrics)
 
 
 def test_a_zip_with_a_bad_crc_names_the_zip_and_the_member(tmp_path: Path) -> None:
