@@ -28,7 +28,13 @@ from laart_lab.recipes import resolve_recipe  # noqa: E402
 
 #: GPT-4 + Faithful CoT on 1,042 of the 1,146 data_089907f8 test stories (Lyu et al., 2023), k = 2..10
 GPT4_FAITHFUL_COT = {2: 0.63, 3: 0.80, 4: 0.68, 5: 0.63, 6: 0.65, 7: 0.66, 8: 0.57, 9: 0.59, 10: 0.47}
-COLUMNS = (("fast", "fast_acc"), ("slow", "slow_acc"), ("laart", "acc"), ("edges", "edge_acc"))
+COLUMNS = (
+    ("fast", "fast_acc"),
+    ("slow", "slow_acc"),
+    ("laart", "acc"),
+    ("edges", "edge_acc"),  # the relation read for each gold edge's pair
+    ("edges strict", "edge_acc_strict"),  # ... and the pair marked as stated (P(none) < 0.5)
+)
 
 
 def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:

@@ -138,9 +138,10 @@ def test_training_slots_are_random_and_evaluation_slots_fixed() -> None:
     module = generated_text_module()
     rows = module.train_set[:8]
     train = TextCollator(module.tokenizer, module._index, 32, training=True)
-    draws = [train(rows).story.entity_slot for _ in range(3)]
-    for slots, mask in zip(draws[0], draws[0] != -1):
-        assert len(set(slots.tolist())) == len(slots)  # distinct per story
+    batches = [train(rows).story for _ in range(3)]
+    draws = [b.entity_slot for b in batches]
+    for slots, mask in zip(batches[0].entity_slot, batches[0].entity_mask):
+        assert len(set(slots[mask].tolist())) == int(mask.sum())  # distinct per story
     assert not all(torch.equal(draws[0], d) for d in draws[1:])
     evaluation = TextCollator(module.tokenizer, module._index, 32, training=False)(rows)
     n = evaluation.story.entity_slot.shape[1]

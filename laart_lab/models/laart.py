@@ -23,8 +23,10 @@ gold chain, and the reasoner on the read chain (end to end).
 
 Metrics (``val/`` and ``test/``): ``acc`` (laart), ``fast_acc``, ``slow_acc``, each also per k
 (``acc_k{k}``, ``fast_acc_k{k}``, ``slow_acc_k{k}``), ``acc_mean`` (unweighted over k), ``edge_acc``
-(read relation of each gold edge, against the gold edges the data module keeps aside),
-``story_edges_all_right`` (share of stories with every gold edge read right), ``check_overrule_rate``
+(the relation read for each gold edge's pair is the gold one; gold edges come from the data module,
+outside the batch), ``edge_found`` (the reader marks the pair as stated: P(none) < 0.5),
+``edge_acc_strict`` (both), ``story_edges_all_right`` (share of stories with every gold edge read
+right), ``check_overrule_rate``
 and ``check_overrule_right`` (how often the check replaced the fast answer, and how often the
 replacement was right), ``check_threshold``.
 """
@@ -249,7 +251,7 @@ class LaartModel(LightningModule):
         out = self(batch)
         k = batch.meta.get("task_k")
         ks = torch.full_like(batch.k, int(k)) if k is not None else batch.k
-        edge_right, edge_total, all_right = self._edge_scores(batch, out.reader)
+        edge = self._edge_scores(batch, out.reader)
         self._records[stage].append(
             {
                 "k": ks.cpu(),
@@ -257,29 +259,32 @@ class LaartModel(LightningModule):
                 "fast": out.fast_pred.cpu(),
                 "slow": out.slow_pred.cpu(),
                 "consistency": out.consistency.float().cpu(),
-                "edge_right": edge_right,
-                "edge_total": edge_total,
-                "all_edges_right": all_right,
+                **edge,
             }
         )
         return out
 
-    def _edge_scores(self, batch: LaartBatch, reader: ReaderOutput) -> tuple[Tensor, Tensor, Tensor]:
-        """Per story: gold edges read right, gold edges, and whether all were right (gold kept aside)."""
+    def _edge_scores(self, batch: LaartBatch, reader: ReaderOutput) -> dict[str, Tensor]:
+        """Per story, against the gold chain edges (which the data module keeps aside): how many gold
+        edges there are, how many the reader read with the right relation (argmax over the relations),
+        how many it marked as stated (P(none) < 0.5), and how many both."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         gold_edges = getattr(datamodule, "gold_edges", None)
         b = batch.batch_size
+        counts = {name: torch.zeros(b) for name in ("edge_total", "edge_right", "edge_found", "edge_strict")}
         if gold_edges is None:
-            zeros = torch.zeros(b)
-            return zeros, zeros, zeros
-        read = reader.pair_logits.argmax(-1).cpu()
-        right, total = torch.zeros(b), torch.zeros(b)
+            return counts
+        relation = reader.pair_logits[..., : self.num_relations].argmax(-1).cpu()
+        stated = (reader.pair_logits.float().softmax(-1)[..., -1] < 0.5).cpu()
         index = {name: i for i, name in enumerate(self.relation_names)}
         for i, edges in enumerate(gold_edges(batch.meta["id"])):
-            for a, c, relation in edges:
-                total[i] += 1
-                right[i] += float(int(read[i, a, c]) == index.get(relation, -1))
-        return right, total, (right == total).float()
+            for a, c, name in edges:
+                right, found = int(relation[i, a, c]) == index.get(name, -1), bool(stated[i, a, c])
+                counts["edge_total"][i] += 1
+                counts["edge_right"][i] += right
+                counts["edge_found"][i] += found
+                counts["edge_strict"][i] += right and found
+        return counts
 
     def on_validation_epoch_end(self) -> None:
         records = self._gather("val")
@@ -327,12 +332,14 @@ class LaartModel(LightningModule):
         total = records["edge_total"].sum()
         if total > 0:
             self.log(f"{stage}/edge_acc", records["edge_right"].sum() / total)
-            self.log(f"{stage}/story_edges_all_right", records["all_edges_right"].mean())
-            edge_k: dict[int, float] = {}
-            for k in ks.unique().tolist():
-                mask = ks == k
-                edge_k[int(k)] = float(records["edge_right"][mask].sum() / records["edge_total"][mask].sum().clamp_min(1))
-            table["edge_acc"] = edge_k
+            self.log(f"{stage}/edge_found", records["edge_found"].sum() / total)
+            self.log(f"{stage}/edge_acc_strict", records["edge_strict"].sum() / total)
+            self.log(f"{stage}/story_edges_all_right", (records["edge_right"] == records["edge_total"]).float().mean())
+            for key, count in (("edge_acc", "edge_right"), ("edge_acc_strict", "edge_strict")):
+                table[key] = {
+                    int(k): float(records[count][ks == k].sum() / records["edge_total"][ks == k].sum().clamp_min(1))
+                    for k in ks.unique().tolist()
+                }
         overruled = answers["acc"] != records["fast"]
         self.log(f"{stage}/check_overrule_rate", overruled.float().mean())
         if bool(overruled.any()):
@@ -476,7 +483,7 @@ def format_laart_table(table: dict[str, dict[int, float]], threshold: float, rea
     ks = sorted(table["acc"])
     columns = [("fast", "fast_acc"), ("slow", "slow_acc"), ("laart", "acc")]
     if "edge_acc" in table:
-        columns.append(("edges", "edge_acc"))
+        columns += [("edges", "edge_acc"), ("strict", "edge_acc_strict")]
     title = f"LAART test accuracy per k (slow: {reasoner}; check keeps fast when consistency >= {threshold:g})"
     lines = [title, f"{'k':>5}" + "".join(f"  {label:>7}" for label, _ in columns)]
     for k in ks:
