@@ -321,3 +321,19 @@ def test_mixed_stories_keep_both_facts_apart() -> None:
     assert labels[entity["michael2"]][entity["jason2"]] == INDEX["father"]
     assert labels[entity["donald"]][entity["jason2"]] == len(INDEX)  # across stories: none
     assert labels[entity["michael"]][entity["dorothy"]] == INDEX["sister"]
+
+
+def test_a_pair_is_read_where_one_sentence_states_it() -> None:
+    """[A] and [B] are 2 tokens apart across a sentence end, 5 apart inside the next sentence."""
+    from laart_lab.models.story_reader import StoryReader
+
+    example = parse_row({**DOROTHY, "story": "[Dorothy] sang . [Michael] is the brother of [Dorothy] .",
+                         "genders": "Donald:male,Michael:male,Dorothy:female", "query": "('Michael', 'Dorothy')"}, "r")  # fmt: skip
+    tokenizer = WordTokenizer.build([example.story], min_count=1)
+    batch = TextCollator(tokenizer, INDEX, 4, training=False)([example])
+    reader = StoryReader(len(tokenizer), len(INDEX), 4, lambda: __import__("laart_lab.attention", fromlist=["SoftmaxAttention"]).SoftmaxAttention(), d_model=16, n_layers=1, n_heads=1)  # fmt: skip
+    captured = {}
+    reader.distance.register_forward_hook(lambda module, args, out: captured.update(bucket=args[0]))
+    reader(batch.story)
+    dorothy_, michael = 0, 1
+    assert int(captured["bucket"][0, michael, dorothy_]) == 5  # "[Michael] is the brother of [Dorothy]": +5

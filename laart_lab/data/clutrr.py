@@ -400,6 +400,9 @@ class ClutrrDataModule(LightningDataModule):
         min_word_count: text view: words seen fewer times in the training stories read as ``<unk>``.
         mix_stories: text view, training only: share of stories interleaved with a second training story
             as distractor text (:class:`~laart_lab.data.clutrr_text.TextCollator`).
+        augment_generated: add this many generated kinship stories (:mod:`laart_lab.data.kinship`, of
+            the ``generated_train_ks`` lengths, their own paraphrases) to the training split; validation
+            and test stay the release's own.
     """
 
     def __init__(
@@ -419,6 +422,7 @@ class ClutrrDataModule(LightningDataModule):
         max_entities: int = 32,
         min_word_count: int = 2,
         mix_stories: float = 0.0,
+        augment_generated: int = 0,
     ) -> None:
         super().__init__()
         if view not in ("graph", "text"):
@@ -427,6 +431,9 @@ class ClutrrDataModule(LightningDataModule):
         if not 0.0 <= mix_stories <= 1.0:
             raise ValueError(f"mix_stories is a share of training stories, in [0, 1]; got {mix_stories}")
         self.mix_stories = mix_stories
+        if augment_generated < 0:
+            raise ValueError(f"augment_generated is a number of generated training stories, >= 0; got {augment_generated}")
+        self.augment_generated = augment_generated
         self._tokenizer: WordTokenizer | None = None
         self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None
         self._gold_edges: dict[str, list[tuple[int, int, str]]] | None = None
@@ -465,7 +472,11 @@ class ClutrrDataModule(LightningDataModule):
     @property
     def relation_names(self) -> list[str]:
         if self._relation_names is None:
-            rows = [*self.release.train, *(e for rows in self.release.tests.values() for e in rows)]
+            rows = [
+                *self.release.train,
+                *(e for rows in self.release.tests.values() for e in rows),
+                *self._generated_augmentation(),
+            ]
             self._relation_names = sorted({r for e in rows for r in (e.target, *(t for _, _, t in e.edges))})
         return self._relation_names
 
@@ -494,8 +505,17 @@ class ClutrrDataModule(LightningDataModule):
             order = list(range(len(train)))
             random.Random(self.seed).shuffle(order)
             n_val = max(1, round(len(train) * self.val_fraction))
-            self._split_sets = ([train[i] for i in sorted(order[n_val:])], [train[i] for i in sorted(order[:n_val])])
+            self._split_sets = (
+                [train[i] for i in sorted(order[n_val:])] + self._generated_augmentation(),
+                [train[i] for i in sorted(order[:n_val])],
+            )
         return self._split_sets
+
+    def _generated_augmentation(self) -> list[ClutrrExample]:
+        if not self.augment_generated:
+            return []
+        extra = generated_release(self.seed + 1, self.generated_train_ks, [2], self.augment_generated, 1)
+        return list(extra.train)
 
     @property
     def tokenizer(self) -> WordTokenizer:

@@ -6,8 +6,9 @@ entity mention carrying its entity slot's embedding. Three heads read the result
 
 * **relation head**, over every ordered pair of entities ``(x, y)``: a distribution over the relation
   vocabulary plus ``none``, "y is x's <relation>". A pair is read where the story states it: at the
-  closest pair of mentions of x and y (their contextual states, the signed token distance between
-  them, whether they share a sentence), beside both entities' pooled states. With
+  closest pair of mentions of x and y, within one sentence when they share one (their contextual
+  states, the signed token distance between them, whether they share a sentence), beside both
+  entities' pooled states. With
   ``relation_factors`` (each relation a gender-free *kind* and the gender of y: sister = sibling +
   female) the head reads the kind of the pair and takes y's gender from the gender head, which hears
   every mention of y ("her", "his"); the relation's probability is the product of the two, and the
@@ -30,6 +31,7 @@ from laart_lab.data.clutrr_text import StoryBatch
 from laart_lab.models.transformer import TransformerStack
 
 _FAR = 10**6  # distance of a pair of mentions that cannot be used (padding, or not the two entities)
+_SENTENCE_APART = 10**4  # added to the distance of two mentions in different sentences
 
 
 @dataclass
@@ -172,7 +174,10 @@ class StoryReader(nn.Module):
         # for every entity pair (x, y): the closest (mention of x, mention of y)
         of_x = owner.unsqueeze(-1) == torch.arange(n_entities, device=h.device)  # [B, M, E]
         usable = of_x.unsqueeze(2).unsqueeze(4) & of_x.unsqueeze(1).unsqueeze(3)  # [B, Mi, Mj, Ex, Ey]
-        cost = torch.where(usable, distance.abs().unsqueeze(-1).unsqueeze(-1), _FAR)
+        # closest in tokens, but a pair of mentions in one sentence before any pair across sentences
+        sentence = story.sentence.gather(1, position)
+        apart = distance.abs() + _SENTENCE_APART * (sentence.unsqueeze(2) != sentence.unsqueeze(1))
+        cost = torch.where(usable, apart.unsqueeze(-1).unsqueeze(-1), _FAR)
         cost = cost.permute(0, 3, 4, 1, 2).reshape(b, n_entities, n_entities, m * m)
         best = cost.argmin(-1)  # [B, E, E] flat index i * M + j
         i, j = best // m, best % m
