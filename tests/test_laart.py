@@ -337,3 +337,11 @@ def test_a_pair_is_read_where_one_sentence_states_it() -> None:
     reader(batch.story)
     dorothy_, michael = 0, 1
     assert int(captured["bucket"][0, michael, dorothy_]) == 5  # "[Michael] is the brother of [Dorothy]": +5
+
+
+def test_generated_augmentation_adds_training_stories_only() -> None:
+    plain = generated_text_module()
+    augmented = generated_text_module(augment_generated=40)
+    assert len(augmented.train_set) == len(plain.train_set) + 40
+    assert [e.id for e in augmented.val_set] == [e.id for e in plain.val_set]  # validation stays the release's
+    assert augmented.release.tests.keys() == plain.release.tests.keys()

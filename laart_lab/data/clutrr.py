@@ -32,6 +32,7 @@ batch's meta holds its file's ``task_name`` and ``task_k``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import random
@@ -515,7 +516,7 @@ class ClutrrDataModule(LightningDataModule):
         if not self.augment_generated:
             return []
         extra = generated_release(self.seed + 1, self.generated_train_ks, [2], self.augment_generated, 1)
-        return list(extra.train)
+        return [dataclasses.replace(e, id=f"generated-{e.id}") for e in extra.train]
 
     @property
     def tokenizer(self) -> WordTokenizer:
