@@ -40,7 +40,8 @@ RELATIONS = sorted(
 INDEX = {name: i for i, name in enumerate(RELATIONS)}
 DOROTHY = {  # the first row of CLUTRR data_089907f8's training file
     "id": "row-1",
-    "story": "[Dorothy]'s brother [Michael] and her went to get ice cream. [Michael] is the proud father of the lovely [Donald]",
+    "story": "[Dorothy]'s brother [Michael] and her went to get ice cream. "
+    "[Michael] is the proud father of the lovely [Donald]",
     "query": "('Donald', 'Dorothy')",
     "target": "aunt",
     "story_edges": "[(0, 1), (1, 2)]",
@@ -185,7 +186,8 @@ def test_slrm_reads_one_hot_distributions_as_ids() -> None:
     slrm = SLRM(6, num_concepts=2).eval()
     path = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
     mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
-    batch = ReasoningBatch(path, mask, torch.zeros(2, 1, 3, dtype=torch.long), mask[:, :1], torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 5, dtype=torch.long))  # fmt: skip
+    zeros = torch.zeros(2, 5, dtype=torch.long)
+    batch = ReasoningBatch(path, mask, zeros[:, :3].view(2, 1, 3), mask[:, :1], zeros[:, :2], zeros)
     soft = ReasoningBatch(**{**batch.__dict__, "path_probs": torch.nn.functional.one_hot(path, 6).float()})
     assert torch.allclose(slrm(batch).logits, slrm(soft).logits, atol=1e-5)
     slrm.train()
@@ -296,7 +298,9 @@ def test_fit_test_predict_through_the_cli(tmp_path: Path, capsys: pytest.Capture
     assert len(rows) == 12  # 6 stories for each of k = 2, 4
     names = set(ckpt["hyper_parameters"]["relation_names"])
     for row in rows:
-        assert {"id", "k", "query", "gold", "fast", "slow", "laart", "extracted_edges", "path", "derivation"} <= set(row)
+        assert {"id", "k", "query", "gold", "fast", "slow", "laart", "extracted_edges", "path", "derivation"} <= set(
+            row
+        )
         assert {row["fast"], row["slow"], row["laart"], row["gold"]} <= names
         assert row["path"][0] == row["query"][0] and row["path"][-1] == row["query"][1]
         assert len(row["derivation"]) == len(row["path"]) - 2  # k steps compose in k - 1 derivation steps
@@ -325,13 +329,14 @@ def test_mixed_stories_keep_both_facts_apart() -> None:
 
 def test_a_pair_is_read_where_one_sentence_states_it() -> None:
     """[A] and [B] are 2 tokens apart across a sentence end, 5 apart inside the next sentence."""
+    from laart_lab.attention import SoftmaxAttention
     from laart_lab.models.story_reader import StoryReader
 
-    example = parse_row({**DOROTHY, "story": "[Dorothy] sang . [Michael] is the brother of [Dorothy] .",
-                         "genders": "Donald:male,Michael:male,Dorothy:female", "query": "('Michael', 'Dorothy')"}, "r")  # fmt: skip
+    story = "[Dorothy] sang . [Michael] is the brother of [Dorothy] ."
+    example = parse_row({**DOROTHY, "story": story, "query": "('Michael', 'Dorothy')"}, "r")
     tokenizer = WordTokenizer.build([example.story], min_count=1)
     batch = TextCollator(tokenizer, INDEX, 4, training=False)([example])
-    reader = StoryReader(len(tokenizer), len(INDEX), 4, lambda: __import__("laart_lab.attention", fromlist=["SoftmaxAttention"]).SoftmaxAttention(), d_model=16, n_layers=1, n_heads=1)  # fmt: skip
+    reader = StoryReader(len(tokenizer), len(INDEX), 4, SoftmaxAttention, d_model=16, n_layers=1, n_heads=1)
     captured = {}
     reader.distance.register_forward_hook(lambda module, args, out: captured.update(bucket=args[0]))
     reader(batch.story)

@@ -42,7 +42,14 @@ class LaartPredictions(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
-        batches = predictions if predictions and isinstance(predictions[0], list) and predictions[0] and isinstance(predictions[0][0], list) else [predictions]
+        batches = (
+            predictions
+            if predictions
+            and isinstance(predictions[0], list)
+            and predictions[0]
+            and isinstance(predictions[0][0], list)
+            else [predictions]
+        )
         rows = [row for loader in batches for batch in loader for row in batch]
         path = self._output_path(trainer)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -55,6 +62,8 @@ class LaartPredictions(BasePredictionWriter):
                 writer = csv.DictWriter(handle, fieldnames=fields)
                 writer.writeheader()
                 for row in rows:
-                    writer.writerow({k: v if isinstance(v, (str, int, float)) else json.dumps(v) for k, v in row.items()})
+                    writer.writerow(
+                        {k: v if isinstance(v, (str, int, float)) else json.dumps(v) for k, v in row.items()}
+                    )
         self.written = path
         print(f"wrote {len(rows)} predictions to {path}")

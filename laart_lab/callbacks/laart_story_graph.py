@@ -26,7 +26,11 @@ def story_graph_figure(row: dict[str, Any], story: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(dict.fromkeys([*row["path"], *(f["head"] for f in row["extracted_edges"]), *(f["tail"] for f in row["extracted_edges"])]))
+    names = list(
+        dict.fromkeys(
+            [*row["path"], *(f["head"] for f in row["extracted_edges"]), *(f["tail"] for f in row["extracted_edges"])]
+        )
+    )
     angle = {name: 2 * math.pi * i / max(1, len(names)) for i, name in enumerate(names)}
     xy = {name: (math.cos(a), math.sin(a)) for name, a in angle.items()}
     chain = {(c["head"], c["tail"]) for c in row["chain"]}
@@ -72,14 +76,22 @@ class LaartStoryGraph(Callback):
         self._warned = False
 
     def on_validation_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         if batch_idx != 0 or dataloader_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
             return
         writer = tensorboard_writer(trainer)
         if writer is None:
             if not self._warned:
-                warnings.warn("laart_story_graph draws into TensorBoard; this trainer has no TensorBoardLogger", stacklevel=1)
+                warnings.warn(
+                    "laart_story_graph draws into TensorBoard; this trainer has no TensorBoardLogger", stacklevel=1
+                )
                 self._warned = True
             return
         predict = getattr(pl_module, "predict_step", None)

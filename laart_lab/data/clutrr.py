@@ -433,7 +433,7 @@ class ClutrrDataModule(LightningDataModule):
             raise ValueError(f"mix_stories is a share of training stories, in [0, 1]; got {mix_stories}")
         self.mix_stories = mix_stories
         if augment_generated < 0:
-            raise ValueError(f"augment_generated is a number of generated training stories, >= 0; got {augment_generated}")
+            raise ValueError(f"augment_generated counts generated training stories (>= 0); got {augment_generated}")
         self.augment_generated = augment_generated
         self._tokenizer: WordTokenizer | None = None
         self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None

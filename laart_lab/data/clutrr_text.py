@@ -145,7 +145,11 @@ def encode_story(example: Any, tokenizer: WordTokenizer) -> EncodedStory:
 def gold_entity_edges(example: Any, encoded: EncodedStory) -> list[tuple[int, int, str]]:
     """The gold chain edges ``(entity a, entity b, relation)`` (edges whose people are both mentioned)."""
     entity_of_node = {node: e for e, node in enumerate(encoded.node_of_entity) if node is not None}
-    return [(entity_of_node[a], entity_of_node[b], r) for a, b, r in example.edges if a in entity_of_node and b in entity_of_node]
+    return [
+        (entity_of_node[a], entity_of_node[b], r)
+        for a, b, r in example.edges
+        if a in entity_of_node and b in entity_of_node
+    ]
 
 
 def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, int]) -> list[list[int]]:
@@ -326,7 +330,8 @@ class TextCollator:
             draws = torch.rand(len(examples)).tolist()
             examples = [
                 mixed_story(e, examples[(i + 1) % len(examples)], int(1e9 * draws[i]))
-                if draws[i] < self.mix_stories and len(e.names) + len(examples[(i + 1) % len(examples)].names) <= self.max_entities
+                if draws[i] < self.mix_stories
+                and len(e.names) + len(examples[(i + 1) % len(examples)].names) <= self.max_entities
                 else e
                 for i, e in enumerate(examples)
             ]
@@ -394,4 +399,6 @@ class TextCollator:
                     genders[i, entity] = example.genders[node] - 1
             gold_path[i, : len(example.path)] = torch.tensor([self.relation_index[r] for r in example.path])
             gold_mask[i, : len(example.path)] = True
-        return ReaderSupervision(pair_labels=labels, entity_genders=genders, gold_path=gold_path, gold_path_mask=gold_mask)
+        return ReaderSupervision(
+            pair_labels=labels, entity_genders=genders, gold_path=gold_path, gold_path_mask=gold_mask
+        )

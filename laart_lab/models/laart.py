@@ -220,11 +220,15 @@ class LaartModel(LightningModule):
             "pair": F.cross_entropy(r.pair_logits.flatten(0, 2).float(), sup.pair_labels.flatten(), ignore_index=IGNORE)
             if bool((sup.pair_labels != IGNORE).any())
             else r.pair_logits.sum() * 0.0,
-            "gender": F.cross_entropy(r.gender_logits.flatten(0, 1).float(), sup.entity_genders.flatten(), ignore_index=IGNORE)
+            "gender": F.cross_entropy(
+                r.gender_logits.flatten(0, 1).float(), sup.entity_genders.flatten(), ignore_index=IGNORE
+            )
             if bool((sup.entity_genders != IGNORE).any())
             else r.gender_logits.sum() * 0.0,
             "fast": F.cross_entropy(r.fast_logits.float(), target),
-            "gold_path": self.reasoner.loss(self.reasoner(_gold_batch(sup.gold_path, sup.gold_path_mask, target)), target),
+            "gold_path": self.reasoner.loss(
+                self.reasoner(_gold_batch(sup.gold_path, sup.gold_path_mask, target)), target
+            ),
             "read_path": self.reasoner.loss(out.slow, target),
         }
         loss = sum(self.weights[name] * value for name, value in losses.items())
@@ -245,7 +249,9 @@ class LaartModel(LightningModule):
 
     def _evaluate(self, batch: LaartBatch, stage: str) -> LaartOutput:
         if batch.supervision is not None:
-            raise ValueError(f"{stage} batches must not carry gold facts (build them with TextCollator(training=False))")
+            raise ValueError(
+                f"{stage} batches must not carry gold facts (build them with TextCollator(training=False))"
+            )
         if batch.target is None:
             raise ValueError(f"{stage} needs answers to score against; this batch has none")
         out = self(batch)
@@ -363,7 +369,14 @@ class LaartModel(LightningModule):
                 for y in range(n):
                     if x != y and float(probs[i, x, y, -1]) < 0.5:
                         conf, rel = probs[i, x, y, : self.num_relations].max(-1)
-                        facts.append({"head": entities[x], "relation": names[int(rel)], "tail": entities[y], "confidence": round(float(conf), 4)})
+                        facts.append(
+                            {
+                                "head": entities[x],
+                                "relation": names[int(rel)],
+                                "tail": entities[y],
+                                "confidence": round(float(conf), 4),
+                            }
+                        )
             path = out.paths[i]
             chain = [
                 {"head": entities[a], "relation": names[int(out.read_batch.path[i, s])], "tail": entities[c]}
@@ -398,7 +411,9 @@ class LaartModel(LightningModule):
         steps = len(path) - 1
         probs = None if read_batch.path_probs is None else read_batch.path_probs[i, :steps]
         tree = derive(read_batch.path[i, :steps], probs)
-        labels = self.reasoner.relation_labels(self.relation_names) if hasattr(self.reasoner, "relation_labels") else None
+        labels = (
+            self.reasoner.relation_labels(self.relation_names) if hasattr(self.reasoner, "relation_labels") else None
+        )
         label = (lambda r: labels[r]) if labels else (lambda r: str(r))  # noqa: E731
         lines = []
         for node in tree.steps():
@@ -413,9 +428,12 @@ class LaartModel(LightningModule):
     # ---- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         decay = [p for n, p in self.named_parameters() if p.dim() >= 2 and "embed" not in n and ".word." not in n]
-        no_decay = [p for n, p in self.named_parameters() if not (p.dim() >= 2 and "embed" not in n and ".word." not in n)]
+        no_decay = [
+            p for n, p in self.named_parameters() if not (p.dim() >= 2 and "embed" not in n and ".word." not in n)
+        ]
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=self.lr
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.lr,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 10_000
         warmup = min(self.warmup_steps, max(1, total // 10))

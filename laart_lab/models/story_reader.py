@@ -106,7 +106,14 @@ class StoryReader(nn.Module):
         self.word = nn.Embedding(vocab_size, d_model, padding_idx=0)
         self.slot = nn.Embedding(max_entities, d_model)
         self.encoder = TransformerStack(
-            d_model, n_layers, n_heads, attention, causal=False, dropout=dropout, memory=memory, memory_layer=memory_layer
+            d_model,
+            n_layers,
+            n_heads,
+            attention,
+            causal=False,
+            dropout=dropout,
+            memory=memory,
+            memory_layer=memory_layer,
         )
         self.distance = nn.Embedding(2 * distance_buckets + 1, d_model)
         self.same_sentence = nn.Embedding(2, d_model)

@@ -54,7 +54,7 @@ def _dijkstra(cost: list[list[float]], head: int, tail: int, max_steps: int) -> 
         if total > best.get((node, steps), math.inf) or steps == max_steps:
             continue
         for nxt, step in enumerate(cost[node]):
-            if nxt == node or nxt == head:
+            if nxt in (node, head):
                 continue
             candidate = total + step
             if candidate < best.get((nxt, steps + 1), math.inf):

@@ -414,7 +414,8 @@ class SLRM(Reasoner):
     @torch.no_grad()
     def derivation(self, path: Tensor, path_probs: Tensor | None = None) -> Derivation:
         """The evaluation-time best derivation of one path (ids ``[K]``, or read distributions ``[K, R]``)."""
-        leaves = leaf_distributions(path.view(1, -1), self.num_boxes, None if path_probs is None else path_probs[None], torch.float32)[0]
+        probs = None if path_probs is None else path_probs[None]
+        leaves = leaf_distributions(path.view(1, -1), self.num_boxes, probs, torch.float32)[0]
         return viterbi_derivation(leaves, self.composition_tensor().float(), self.evidence_penalty())
 
     def relation_labels(self, relation_names: list[str] | None = None) -> list[str]:
