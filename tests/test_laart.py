@@ -350,3 +350,20 @@ def test_generated_augmentation_adds_training_stories_only() -> None:
     assert len(augmented.train_set) == len(plain.train_set) + 40
     assert [e.id for e in augmented.val_set] == [e.id for e in plain.val_set]  # validation stays the release's
     assert augmented.release.tests.keys() == plain.release.tests.keys()
+
+
+@pytest.mark.parametrize(
+    "components",
+    [{"attention": {"class_path": "linear"}}, {"memory": {"class_path": "concept_growth"}}],
+    ids=["linear_attention", "concept_growth_memory"],
+)
+def test_the_reader_takes_attention_and_memory_plugins(components: dict) -> None:
+    module = generated_text_module()
+    model = LaartModel(
+        reasoner={"class_path": "slrm"}, d_model=32, n_layers=2, n_heads=2, **components, **module.data_facts()
+    )
+    loss = model.training_step(next(iter(module.train_dataloader())), 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    name = next(iter(components.values()))["class_path"]
+    assert model.hparams[next(iter(components))]["class_path"] == name  # plain data for the checkpoint
