@@ -103,7 +103,9 @@ def plot(results: list[dict], path: str) -> None:
     ks = sorted({k for r in results for k in r["test"]["acc"]})
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for label, key in COLUMNS:
-        means = [statistics.mean(r["test"][key][k] for r in results if key in r["test"]) for k in ks]
+        if not all(key in r["test"] for r in results):
+            continue
+        means = [statistics.mean(r["test"][key][k] for r in results) for k in ks]
         axis.plot(ks, means, marker="o", label=label)
     axis.plot(list(GPT4_FAITHFUL_COT), list(GPT4_FAITHFUL_COT.values()), "k--", label="GPT-4 Faithful CoT")
     axis.set_xlabel("k (relations in the story's chain)")
@@ -122,11 +124,25 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out-dir", default="bench_out")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--from-json", nargs="+", help="summarise and plot the results files of earlier runs (e.g. seeds run apart)"
+    )
     parser.add_argument("extra", nargs="*", help="extra CLI overrides after --, e.g. --trainer.max_epochs 3")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        results = [r for path in args.from_json for r in json.loads(Path(path).read_text(encoding="utf-8"))]
+        for r in results:  # JSON keys are strings: k back to int
+            for table in ("test", "val_last_epoch"):
+                r[table] = {key: {int(k): v for k, v in values.items()} for key, values in r.get(table, {}).items()}
+        results.sort(key=lambda r: r["seed"])
+        with open(out / f"{args.recipe}.json", "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+        print(summarise(results))
+        plot(results, str(out / f"{args.recipe}.png"))
+        return
     results = []
     for seed in args.seeds:
         results.append(run(args.recipe, seed, str(out / "laart_runs"), args.extra))
