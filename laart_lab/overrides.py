@@ -101,9 +101,15 @@ def _container(node: dict[str, Any], key: str) -> dict[str, Any]:
     return node
 
 
+class _LeftToJsonargparse(Exception):
+    """An override this module does not model (e.g. into a list); jsonargparse applies and checks it."""
+
+
 def _descend(node: dict[str, Any], part: str) -> dict[str, Any]:
     node = _container(node, part)
     child = node.get(part)
+    if isinstance(child, list):  # `--trainer.callbacks.x` after `--trainer.callbacks+=...`
+        raise _LeftToJsonargparse(part)
     if isinstance(child, str) and part != "class_path":
         child = {"class_path": child}  # a shorthand spec (`attention: softmax`) gains init_args
     elif not isinstance(child, dict):
@@ -122,7 +128,10 @@ def compose(configs: list[dict[str, Any]], overrides: list[Override]) -> dict[st
     for config in configs:
         merged = deep_merge(merged, config)
     for override in overrides:
-        apply_override(merged, override)
+        try:
+            apply_override(merged, override)
+        except _LeftToJsonargparse:
+            continue
     return merged
 
 
