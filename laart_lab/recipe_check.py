@@ -272,7 +272,8 @@ def _check_value(value: Any, hint: Any, where: str) -> list[str]:
 
 def _build(path: Path, overrides: Sequence[str] = ()) -> list[str]:
     """Parse and instantiate the recipe through the real CLI, then set up its data."""
-    from laart_lab.cli import LaartCLI, argument_error_message
+    from laart_lab.cli import argument_error_message
+    from laart_lab.training_cli import LaartCLI
 
     try:
         cli = LaartCLI(["--config", str(path), *overrides, "--trainer.logger", "false"], run=False)
