@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from laart_lab.cli import LaartCLI, _recipe_path
+from laart_lab.cli import _recipe_path
+from laart_lab.training_cli import LaartCLI
 
 
 def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:

@@ -26,7 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from laart_lab.cli import LaartCLI  # noqa: E402
+from laart_lab.training_cli import LaartCLI  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 SHAKESPEARE = {"baseline": "charlm_baseline_params", "kv_memory": "charlm_memory", "concept_growth": "charlm_concepts"}

@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from laart_lab.cli import LaartCLI, _recipe_path  # noqa: E402
+from laart_lab.cli import _recipe_path  # noqa: E402
+from laart_lab.training_cli import LaartCLI  # noqa: E402
 
 GRID = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 1e6)
 

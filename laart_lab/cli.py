@@ -1,117 +1,75 @@
 """The ``laart-lab`` command.
 
 Training subcommands (``fit``, ``validate``, ``test``, ``predict``) are Lightning's own, through
-:class:`LaartCLI` (a ``LightningCLI``). The platform's own commands sit beside them:
+:class:`laart_lab.training_cli.LaartCLI` (a ``LightningCLI``). The platform's own commands sit beside them:
 
 * ``plugins``  lists every discovered plugin and component (``--json`` for machines);
 * ``recipes``  lists the recipes shipped with laart_lab and with installed plugin packages;
-* ``check``    validates a recipe and instantiates it without training, reporting every problem;
+* ``check``    validates a recipe (with the same overrides as ``fit``) and builds it without training;
 * ``generate`` samples text from a language-model checkpoint.
 
-Plugins are loaded before any parser is built, so registered names resolve everywhere.
+User errors (a bad path, a corrupt file, a malformed row, a wrong checkpoint, a mistaken override)
+print one ``error:`` line naming the file or argument and the fix, and exit 1 (2 for command-line
+usage); ``--debug`` or ``LAART_LAB_DEBUG=1`` shows the traceback. Lightning and torch are imported
+only by the commands that need them, so ``--help`` and ``--version`` answer at once.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import difflib
 import json
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import yaml
-from jsonargparse import ArgumentParser, Namespace
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-
-from laart_lab import __version__, component_names
-from laart_lab.recipes import list_recipes, resolve_recipe
-from laart_lab.registry import PluginError, Registry, get_registry
+from laart_lab import __version__
+from laart_lab.errors import DEBUG_ENV, UsageError, debug_enabled, user_error_types
 
 TRAINER_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
-
-# --------------------------------------------------------------------------------------------
-# Training: LightningCLI with registered names, data facts and plugin provenance
-# --------------------------------------------------------------------------------------------
-class LaartSaveConfigCallback(SaveConfigCallback):
-    """Saves the resolved ``config.yaml`` next to the logs, plus ``plugins.yaml`` with plugin versions."""
-
-    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        # save_config runs on rank 0 only: trainer.log_dir is a collective (broadcast) and would
-        # deadlock under DDP, so read the logger's directory directly
-        logger = trainer.loggers[0] if trainer.loggers else None
-        log_dir = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) or trainer.default_root_dir
-        if log_dir is None:
-            return
-        os.makedirs(log_dir, exist_ok=True)
-        with open(os.path.join(log_dir, "plugins.yaml"), "w", encoding="utf-8") as handle:
-            yaml.safe_dump(plugin_report(get_registry()), handle, sort_keys=False)
+SUBCOMMAND_HELP = {
+    "fit": "train a recipe (Lightning's fit); --ckpt_path last resumes its newest checkpoint",
+    "validate": "evaluate a checkpoint on the validation split (--config RECIPE --ckpt_path CKPT)",
+    "test": "evaluate a checkpoint on the test split (--config RECIPE --ckpt_path CKPT)",
+    "predict": "run a checkpoint's predict_step over the predict data (--config RECIPE --ckpt_path CKPT)",
+    "check": "validate a recipe (and overrides) and build it without training; every problem at once",
+    "recipes": "list the recipes shipped with laart_lab and installed plugins",
+    "plugins": "list every plugin and component: kind, name, class, distribution, version, status",
+    "generate": "sample text from a language-model (CharLM) checkpoint",
+}
 
 
-def _active_config(cli: LightningCLI) -> Namespace:
-    return cli.config[cli.subcommand] if cli.subcommand else cli.config
+def __getattr__(name: str) -> Any:
+    # LaartCLI and friends need Lightning: import them only when asked for (keeps --help/--version fast)
+    if name in ("LaartCLI", "LaartSaveConfigCallback", "fill_data_facts"):
+        from laart_lab import training_cli
+
+        return getattr(training_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def fill_data_facts(config: Namespace) -> dict[str, Any]:
-    """Fill model init args that the recipe left unset from the datamodule's ``data_facts()``.
-
-    A data module knows facts a model needs (vocabulary size, relation names). Rather than asking
-    every recipe to repeat them, a data module may define ``data_facts() -> dict`` and every model
-    init arg of the same name that is unset or ``None`` takes that value. The values then live in
-    the model's hyper-parameters and its checkpoints.
-    """
-    data_spec, model_spec = config.get("data"), config.get("model")
-    if not isinstance(data_spec, Namespace) or not isinstance(model_spec, Namespace):
-        return {}
-    data_class = component_names.import_class(data_spec.class_path)
-    if not hasattr(data_class, "data_facts"):
-        return {}
-    init_args = data_spec.get("init_args") or Namespace()
-    datamodule = data_class(**init_args.as_dict())
-    facts = datamodule.data_facts()
-    model_params = inspect.signature(component_names.import_class(model_spec.class_path)).parameters
-    filled = {}
-    model_args = model_spec.get("init_args")
-    for key, value in facts.items():
-        if key in model_params and (model_args is None or model_args.get(key) is None):
-            if model_args is None:
-                model_spec.init_args = model_args = Namespace()
-            model_args[key] = value
-            filled[key] = value
-    return filled
+def usage() -> str:
+    width = max(len(name) for name in SUBCOMMAND_HELP)
+    lines = [
+        "usage: laart-lab [-h] [-V] [--debug] SUBCOMMAND ...",
+        "",
+        "LAART Lab: train and evaluate recipes of the LAART platform (a LightningCLI with plugins).",
+        "",
+        "subcommands:",
+        *(f"  {name.ljust(width)}  {text}" for name, text in SUBCOMMAND_HELP.items()),
+        "",
+        "options:",
+        "  -h, --help     show this message; `laart-lab SUBCOMMAND --help` shows a subcommand's options",
+        "  -V, --version  print the version",
+        "  --debug        show tracebacks of user errors (also LAART_LAB_DEBUG=1)",
+        "",
+        "example: laart-lab fit --config quickstart    (then: laart-lab fit --config quickstart --ckpt_path last)",
+    ]
+    return "\n".join(lines)
 
 
-class LaartCLI(LightningCLI):
-    """LightningCLI for laart_lab: any LightningModule / LightningDataModule, chosen in the recipe."""
-
-    def __init__(self, args: Sequence[str] | None = None, run: bool = True, **kwargs: Any) -> None:
-        get_registry()  # import every plugin first: registered names must resolve while parsing
-        component_names.install()
-        kwargs.setdefault("save_config_callback", LaartSaveConfigCallback)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"parser_mode": "yaml"})
-        super().__init__(
-            LightningModule,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=list(args) if args is not None else None,
-            run=run,
-            **kwargs,
-        )
-
-    def before_instantiate_classes(self) -> None:
-        fill_data_facts(_active_config(self))
-
-
-# --------------------------------------------------------------------------------------------
-# plugins / recipes / check
-# --------------------------------------------------------------------------------------------
-def plugin_report(registry: Registry) -> dict[str, Any]:
+def plugin_report(registry: Any) -> dict[str, Any]:
     """Plugins and components as plain data (``laart-lab plugins --json`` and ``plugins.yaml``)."""
     return {
         "laart_lab": __version__,
@@ -149,6 +107,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def command_plugins(argv: Sequence[str]) -> int:
+    from jsonargparse import ArgumentParser
+
+    from laart_lab.registry import PluginError, get_registry
+
     parser = ArgumentParser(prog="laart-lab plugins", description="List discovered plugins and their components.")
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     args = parser.parse_args(list(argv))
@@ -181,6 +143,10 @@ def command_plugins(argv: Sequence[str]) -> int:
 
 
 def command_recipes(argv: Sequence[str]) -> int:
+    from jsonargparse import ArgumentParser
+
+    from laart_lab.recipes import list_recipes
+
     parser = ArgumentParser(
         prog="laart-lab recipes", description="List the recipes that ship with laart_lab and plugins."
     )
@@ -200,14 +166,20 @@ def command_recipes(argv: Sequence[str]) -> int:
 
 
 def command_check(argv: Sequence[str]) -> int:
+    import argparse
+
     from laart_lab.recipe_check import check_recipe
 
-    parser = ArgumentParser(prog="laart-lab check", description="Validate a recipe and build it without training.")
+    parser = argparse.ArgumentParser(
+        prog="laart-lab check",
+        description="Validate a recipe and build it without training. Takes the same overrides as `fit` "
+        "(e.g. --data.init_args.path FILE); every problem is reported at once.",
+    )
     parser.add_argument("--config", required=True, help="Recipe name or path to a YAML recipe.")
     parser.add_argument("--no-instantiate", action="store_true", help="Only validate; do not build the objects.")
-    args = parser.parse_args(list(argv))
-    path = _recipe_path(args.config)
-    problems = check_recipe(path, instantiate=not args.no_instantiate)
+    args, overrides = parser.parse_known_args(list(argv))
+    path = recipe_path(args.config, "--config")
+    problems = check_recipe(path, instantiate=not args.no_instantiate, overrides=overrides)
     if problems:
         print(f"{path}: {len(problems)} problem(s) found:", file=sys.stderr)
         for index, problem in enumerate(problems, 1):
@@ -218,8 +190,9 @@ def command_check(argv: Sequence[str]) -> int:
 
 
 def command_generate(argv: Sequence[str]) -> int:
-    module = importlib.import_module("laart_lab.generate")
-    return int(module.main(list(argv)) or 0)
+    from laart_lab import generate
+
+    return int(generate.main(list(argv)) or 0)
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
@@ -231,65 +204,194 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 
 
 # --------------------------------------------------------------------------------------------
-# entry point
+# recipes on the command line
 # --------------------------------------------------------------------------------------------
-def _recipe_path(reference: str) -> str:
-    if os.path.exists(reference):
+def recipe_path(reference: str, option: str = "--config") -> str:
+    """A recipe file for ``reference`` (a path or a shipped recipe name), or a :class:`UsageError`."""
+    if os.path.isfile(reference):
         return reference
+    from laart_lab.recipes import list_recipes, resolve_recipe
+
     shipped = resolve_recipe(reference)
-    return str(shipped) if shipped is not None else reference
+    if shipped is not None:
+        return str(shipped)
+    names = [recipe.name for recipe in list_recipes()]
+    if os.path.isdir(reference):
+        raise UsageError(f"{option} {reference}: is a folder; give a YAML recipe file or a recipe name")
+    message = f"{option} {reference}: no recipe named {reference!r} and no file at that path."
+    close = difflib.get_close_matches(reference.removesuffix(".yaml"), names, n=1, cutoff=0.6)
+    if close:
+        message += f" Did you mean {close[0]!r}?"
+    raise UsageError(message + f" Recipes: {', '.join(names)} (`laart-lab recipes` describes them).")
+
+
+_recipe_path = recipe_path  # the name benchmarks import
+
+
+def _config_positions(argv: list[str]) -> list[tuple[int, str]]:
+    """(index of the value, value) of every ``--config X`` / ``--config=X`` / ``-c X``."""
+    found = []
+    for index, arg in enumerate(argv):
+        if arg in ("--config", "-c") and index + 1 < len(argv):
+            found.append((index + 1, argv[index + 1]))
+        elif arg.startswith("--config="):
+            found.append((index, arg.split("=", 1)[1]))
+    return found
 
 
 def _resolve_config_names(argv: list[str]) -> list[str]:
     """Let ``--config quickstart`` name a shipped recipe as well as a file path."""
     resolved = list(argv)
-    for index, arg in enumerate(resolved):
-        if arg == "--config" and index + 1 < len(resolved):
-            resolved[index + 1] = _recipe_path(resolved[index + 1])
-        elif arg.startswith("--config="):
-            resolved[index] = "--config=" + _recipe_path(arg.split("=", 1)[1])
+    for index, value in _config_positions(resolved):
+        path = recipe_path(value)
+        resolved[index] = path if resolved[index] == value else "--config=" + path
     return resolved
 
 
 def _precheck(argv: list[str]) -> list[str]:
-    """Validate each ``--config`` recipe with the same checks as ``laart-lab check`` (no instantiation)."""
-    from laart_lab.recipe_check import check_recipe
+    """Check the recipe(s) with the overrides applied, as ``laart-lab check`` does (no instantiation)."""
+    from laart_lab.overrides import compose, parse_overrides
+    from laart_lab.recipe_check import TOP_LEVEL_KEYS, check_config, label_problems, load_recipe
 
-    problems: list[str] = []
-    for index, arg in enumerate(argv):
-        path = argv[index + 1] if arg == "--config" and index + 1 < len(argv) else None
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        if path and os.path.isfile(path):
-            problems += [f"{path}: {problem}" for problem in check_recipe(path, instantiate=False)]
-    return problems
+    configs, problems = [], []
+    paths = [value for _, value in _config_positions(argv)]
+    for path in paths:
+        config, errors = load_recipe(path)
+        problems += [f"{path}: {error}" for error in errors]
+        if config is not None:
+            configs.append(config)
+    if problems or not configs:
+        return problems
+    overrides = parse_overrides(argv[1:], TOP_LEVEL_KEYS)
+    found = label_problems(check_config(compose(configs, overrides)), overrides)
+    where = paths[-1] if len(paths) == 1 else " + ".join(paths)
+    return [problem if problem.startswith("--") else f"{where}: {problem}" for problem in found]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in COMMANDS:
-        return COMMANDS[args[0]](args[1:])
-    if args and args[0] in ("-V", "--version"):
-        print(f"laart-lab {__version__}")
-        return 0
+def argument_error_message(err: BaseException) -> str:
+    """jsonargparse's error in one line: the union-subtype noise dropped, the real reasons kept."""
+    noise = (
+        "Does not validate against any of the Union subtypes",
+        "Subtypes:",
+        "Errors:",
+        "Given value type:",
+        "Given value:",
+        "- Expected a <class 'NoneType'>",
+        "Expected a <class 'NoneType'>",
+    )
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    kept = [line.lstrip("- ").strip() for line in lines if not line.startswith(noise)]
+    unique = list(dict.fromkeys(kept))
+    return " ".join(unique) if unique else str(err)
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+def _run_trainer_subcommand(args: list[str]) -> int:
     args = _resolve_config_names(args)
-    try:
-        get_registry()
-    except PluginError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if args and args[0] in TRAINER_SUBCOMMANDS and "--print_config" not in " ".join(args):
+    from laart_lab.registry import get_registry
+
+    get_registry()
+    if "--print_config" not in " ".join(args) and not {"-h", "--help"} & set(args):
         problems = _precheck(args)
         if problems:
+            if len(problems) == 1:
+                raise UsageError(problems[0])
             print(f"error: the recipe has {len(problems)} problem(s):", file=sys.stderr)
             for index, problem in enumerate(problems, 1):
                 print(f"  {index}. {problem}", file=sys.stderr)
             return 2
-    with warnings.catch_warnings():
-        # our args *are* sys.argv, with recipe names resolved: LightningCLI's "args and sys.argv both given" is noise
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        LaartCLI(args)
+    import warnings
+
+    from laart_lab.training_cli import LaartCLI
+
+    try:
+        with warnings.catch_warnings():
+            # our args *are* sys.argv with recipe names resolved: LightningCLI's "args and sys.argv" note is noise
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            LaartCLI(args)
+    except SystemExit as exit_:
+        if type(exit_).__name__ != "SIGTERMException":
+            raise
+        return _report_interrupt(args)
+    except Exception as err:
+        if type(err).__name__ == "ArgumentError":
+            raise UsageError(
+                f"{argument_error_message(err)}. Run `laart-lab {args[0]} --help` for every option"
+            ) from err
+        raise
     return 0
+
+
+def _report_interrupt(args: list[str]) -> int:
+    from laart_lab.callbacks.interrupt import last_interrupt
+
+    which = last_interrupt.get("signal") or "SIGTERM"
+    path = last_interrupt.get("path")
+    configs = " ".join(f"--config {value}" for _, value in _config_positions(args))
+    if path:
+        print(
+            f"stopped by {which} at step {last_interrupt.get('step')}; resumable checkpoint: {path}\n"
+            f"resume with: laart-lab {args[0]} {configs} --ckpt_path last",
+            file=sys.stderr,
+        )
+    else:
+        print(f"stopped by {which} before the first training step; nothing to resume", file=sys.stderr)
+    return 130 if which == "SIGINT" else 143
+
+
+def _dispatch(args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        print(f"laart-lab {__version__}")
+        return 0
+    if args[0] in COMMANDS:
+        return COMMANDS[args[0]](args[1:])
+    if args[0] in TRAINER_SUBCOMMANDS:
+        return _run_trainer_subcommand(args)
+    close = difflib.get_close_matches(args[0], list(SUBCOMMAND_HELP), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UsageError(f"unknown subcommand {args[0]!r}.{hint} Subcommands: {', '.join(SUBCOMMAND_HELP)}")
+
+
+def _describe(err: BaseException) -> str:
+    import zipfile
+
+    message = str(err).strip() or type(err).__name__
+    if isinstance(err, zipfile.BadZipFile):
+        message = f"a zip archive is damaged: {message}; re-download or re-copy the data file"
+    if isinstance(err, FileNotFoundError) and err.filename and str(err.filename) not in message:
+        message = f"{err.filename}: {message}"
+    return message
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``laart-lab`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or debug_enabled()
+    args = [arg for arg in args if arg != "--debug"]
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # for the subcommands that report their own errors
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) closed the pipe: stop quietly, and keep Python's exit flush quiet too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug or not isinstance(err, user_error_types()):
+            raise
+        print(f"error: {_describe(err)}", file=sys.stderr)
+        return 2 if isinstance(err, UsageError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

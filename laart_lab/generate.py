@@ -18,7 +18,9 @@ from collections.abc import Sequence
 import torch
 from jsonargparse import ArgumentParser
 
+from laart_lab.checkpoints import CheckpointError, checkpoint_model_class, read_checkpoint
 from laart_lab.data.text import CharTokenizer, TextDataError
+from laart_lab.errors import debug_enabled
 from laart_lab.models.charlm import CharLM
 
 
@@ -40,13 +42,36 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def load_charlm(path: str, device: str = "cpu") -> CharLM:
+    """The CharLM in checkpoint ``path``, or a :class:`CheckpointError` naming the file and what is wrong."""
+    checkpoint = read_checkpoint(path)  # a missing, truncated or foreign file: one clear message
+    trained_with = checkpoint_model_class(checkpoint)
+    charlm_path = f"{CharLM.__module__}.{CharLM.__qualname__}"
+    if trained_with and trained_with != charlm_path:
+        raise CheckpointError(
+            f"checkpoint {path} is a {trained_with.rsplit('.', 1)[-1]} checkpoint ({trained_with}); `laart-lab "
+            "generate` samples text from a language model: give a CharLM checkpoint (e.g. from `laart-lab fit "
+            "--config charlm_shakespeare_softmax_cpu`)"
+        )
+    try:
+        model = CharLM.from_checkpoint(path, map_location=device)
+    except (TypeError, KeyError, RuntimeError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} does not hold a CharLM ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            "give a checkpoint written by `laart-lab fit` with a CharLM recipe"
+        ) from err
+    return model
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``laart-lab generate``; returns the process exit code."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        model = CharLM.from_checkpoint(args.ckpt_path, map_location=args.device)
-    except FileNotFoundError:
-        print(f"error: checkpoint {args.ckpt_path} does not exist", file=sys.stderr)
+        model = load_charlm(args.ckpt_path, args.device)
+    except CheckpointError as err:
+        if debug_enabled():
+            raise
+        print(f"error: {err}", file=sys.stderr)
         return 1
     model.to(args.device)
     tokenizer = CharTokenizer(model.hparams.get("vocabulary"))

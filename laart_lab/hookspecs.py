@@ -11,6 +11,9 @@ callable; the plugin calls it once per component it provides::
         register("my_attention", MyAttention)   # MyAttention subclasses laart_lab.components.AttentionBackend
 
 A recipe then selects the component by its registered name (``class_path: my_attention``).
+``register`` also takes an import path instead of the class (``register("my_attention",
+"my_package.attention:MyAttention")``): the class is then imported (and checked) only when a recipe
+uses it, so ``laart-lab plugins`` and ``recipes`` start without importing torch or Lightning.
 A hook implementation whose name matches none of these is reported as an error when the plugin loads.
 """
 
@@ -27,7 +30,7 @@ ENTRY_POINT_GROUP = "laart_lab"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-RegisterComponent = Callable[[str, type], None]
+RegisterComponent = Callable[[str, "type | str"], None]
 
 
 @hookspec

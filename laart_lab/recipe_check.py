@@ -15,6 +15,7 @@ import collections.abc
 import difflib
 import inspect
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,24 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.loggers import Logger
 
 from laart_lab import component_names
+from laart_lab.overrides import Override, attribute, compose, parse_overrides
 from laart_lab.registry import PluginError, get_registry
 
-TOP_LEVEL_KEYS = {"seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler", "ckpt_path"}
+TOP_LEVEL_KEYS = {
+    "seed_everything",
+    "trainer",
+    "model",
+    "data",
+    "optimizer",
+    "lr_scheduler",
+    "ckpt_path",
+    "interrupt_checkpoint",  # the InterruptCheckpoint that `laart-lab fit` adds to every run
+}
 SPEC_KEYS = {"class_path", "init_args", "dict_kwargs"}
 
 
-def check_recipe(path: str | Path, instantiate: bool = True) -> list[str]:
-    """Every problem found in the recipe at ``path`` (an empty list means it is fine)."""
+def load_recipe(path: str | Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The recipe at ``path`` as plain data, or ``None`` and the reason it cannot be read."""
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -39,12 +50,42 @@ def check_recipe(path: str | Path, instantiate: bool = True) -> list[str]:
         from laart_lab.recipes import list_recipes
 
         names = ", ".join(recipe.name for recipe in list_recipes())
-        return [f"no recipe file at {path}. Shipped recipes (usable by name): {names}"]
-    except yaml.YAMLError as err:
-        return [f"{path} is not valid YAML: {err}"]
+        return None, [f"no recipe file at {path}. Shipped recipes (usable by name): {names}"]
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        return None, [f"{path} is not valid YAML: {err}"]
+    except IsADirectoryError:
+        return None, [f"{path} is a folder; give a YAML recipe file or a shipped recipe name"]
     if not isinstance(config, dict):
-        return [f"{path} must be a YAML mapping with keys like trainer, model, data; got {type(config).__name__}"]
+        return None, [f"{path} must be a YAML mapping with keys like trainer, model, data; got {type(config).__name__}"]
+    return config, []
 
+
+def check_recipe(path: str | Path, instantiate: bool = True, overrides: Sequence[str] = ()) -> list[str]:
+    """Every problem found in the recipe at ``path`` with command-line ``overrides`` applied (empty = fine).
+
+    A problem caused by an override starts with that override (``--model.init_args.n_head 4: ...``).
+    """
+    config, problems = load_recipe(path)
+    if config is None:
+        return problems
+    parsed = parse_overrides(list(overrides), TOP_LEVEL_KEYS)
+    problems = label_problems(check_config(compose([config], parsed)), parsed)
+    if not problems and instantiate:
+        problems += _build(Path(path), overrides)
+    return problems
+
+
+def label_problems(problems: list[str], overrides: list[Override]) -> list[str]:
+    """Prefix each problem an override caused with that override, as the user typed it."""
+    labelled = []
+    for problem in problems:
+        override = attribute(problem, overrides)
+        labelled.append(f"{override.raw} (command line): {problem}" if override else problem)
+    return labelled
+
+
+def check_config(config: dict[str, Any]) -> list[str]:
+    """Every problem in a recipe given as plain data (see :func:`check_recipe`)."""
     problems: list[str] = []
     for key in config:
         if key not in TOP_LEVEL_KEYS:
@@ -68,8 +109,6 @@ def check_recipe(path: str | Path, instantiate: bool = True) -> list[str]:
     else:
         problems.append("model: missing. A recipe needs a `model:` with a class_path (see `laart-lab recipes`).")
 
-    if not problems and instantiate:
-        problems += _build(path)
     return problems
 
 
@@ -231,15 +270,18 @@ def _check_value(value: Any, hint: Any, where: str) -> list[str]:
     return []
 
 
-def _build(path: Path) -> list[str]:
+def _build(path: Path, overrides: Sequence[str] = ()) -> list[str]:
     """Parse and instantiate the recipe through the real CLI, then set up its data."""
-    from laart_lab.cli import LaartCLI
+    from laart_lab.cli import argument_error_message
+    from laart_lab.training_cli import LaartCLI
 
     try:
-        cli = LaartCLI(["--config", str(path), "--trainer.logger", "false"], run=False)
+        cli = LaartCLI(["--config", str(path), *overrides, "--trainer.logger", "false"], run=False)
     except SystemExit as exit_:
         return [f"building the recipe failed (jsonargparse exited with {exit_.code}; its message is above)"]
     except Exception as err:
+        if type(err).__name__ == "ArgumentError":
+            return [f"building the recipe failed: {argument_error_message(err)}"]
         return [f"building the recipe failed: {type(err).__name__}: {err}"]
     try:
         if cli.datamodule is not None:

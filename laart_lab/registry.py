@@ -15,6 +15,7 @@ Environment:
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.metadata as importlib_metadata
 import os
 import warnings
@@ -92,20 +93,63 @@ class PluginRecord:
     plugin: Any = field(default=None, repr=False)
 
 
+def _split_class_path(path: str) -> tuple[str, str]:
+    """``"pkg.module:Class"`` or ``"pkg.module.Class"`` -> ``("pkg.module", "Class")``."""
+    if ":" in path:
+        module, _, name = path.partition(":")
+    else:
+        module, _, name = path.rpartition(".")
+    if not module or not name:
+        raise PluginError(f"a lazily registered component needs 'module:Class' or 'module.Class'; got {path!r}")
+    return module, name
+
+
 @dataclass(frozen=True)
 class ComponentEntry:
-    """A registered component: ``kind`` + ``name`` -> ``cls``, with where it came from."""
+    """A registered component: ``kind`` + ``name`` -> ``cls``, with where it came from.
+
+    ``target`` is the class, or its import path (``"pkg.module:Class"``) for a plugin that registers
+    lazily, so that listing components (``laart-lab plugins``) imports no heavy module. A lazy class is
+    imported and checked against its kind's base class on first use of :attr:`cls`.
+    """
 
     kind: str
     name: str
-    cls: type
+    target: type | str
     plugin: str
     distribution: str
     version: str
 
     @property
+    def cls(self) -> type:
+        if not isinstance(self.target, str):
+            return self.target
+        module_name, class_name = _split_class_path(self.target)
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as err:
+            raise PluginError(
+                f"plugin {self.plugin!r} ({self.distribution} {self.version}) registered {self.kind} {self.name!r} "
+                f"as {self.target!r}, which cannot be imported: {type(err).__name__}: {err}"
+            ) from err
+        _check_base(self.kind, self.name, cls, self.plugin, self.distribution)
+        object.__setattr__(self, "target", cls)  # imported once
+        return cls
+
+    @property
     def class_path(self) -> str:
-        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+        if isinstance(self.target, str):
+            return ".".join(_split_class_path(self.target))
+        return f"{self.target.__module__}.{self.target.__qualname__}"
+
+
+def _check_base(kind: str, name: str, cls: Any, plugin: str, distribution: str) -> None:
+    base = KINDS[kind].base
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise InvalidComponentError(
+            f"plugin {plugin!r} ({distribution}) registered {kind} {name!r} as {cls!r}, "
+            f"which is not a subclass of {base.__module__}.{base.__qualname__}"
+        )
 
 
 def create_plugin_manager() -> pluggy.PluginManager:
@@ -203,30 +247,33 @@ class Registry:
             impl.function(register=lambda path, record=record: self._recipe_dirs.append((Path(path), record)))
 
     def _registrar(self, kind: ComponentKind, record: PluginRecord):
-        def register(name: str, cls: type) -> None:
+        def register(name: str, cls: type | str) -> None:
             self.add(kind.name, name, cls, plugin=record.name, distribution=record.distribution, version=record.version)
 
         return register
 
-    def add(self, kind: str, name: str, cls: type, *, plugin: str, distribution: str, version: str) -> ComponentEntry:
-        """Index one component. Raises on an unknown kind, a wrong base class or a duplicate name."""
+    def add(
+        self, kind: str, name: str, cls: type | str, *, plugin: str, distribution: str, version: str
+    ) -> ComponentEntry:
+        """Index one component. Raises on an unknown kind, a wrong base class or a duplicate name.
+
+        ``cls`` may be an import path (``"pkg.module:Class"``): it is then imported and checked on first use.
+        """
         if kind not in KINDS:
             raise PluginError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
-        base = KINDS[kind].base
-        if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise InvalidComponentError(
-                f"plugin {plugin!r} ({distribution}) registered {kind} {name!r} as {cls!r}, "
-                f"which is not a subclass of {base.__module__}.{base.__qualname__}"
-            )
+        if isinstance(cls, str):
+            _split_class_path(cls)  # well-formed
+        else:
+            _check_base(kind, name, cls, plugin, distribution)
+        entry = ComponentEntry(kind, name, cls, plugin, distribution, version)
         existing = self._components.get((kind, name))
-        if existing is not None and existing.cls is not cls:
+        if existing is not None and existing.class_path != entry.class_path:
             raise DuplicateComponentError(
                 f"two plugins register the {kind} {name!r}: {existing.class_path} from "
                 f"{existing.distribution} {existing.version} (plugin {existing.plugin!r}) and "
-                f"{cls.__module__}.{cls.__qualname__} from {distribution} {version} (plugin {plugin!r}). "
+                f"{entry.class_path} from {distribution} {version} (plugin {plugin!r}). "
                 f"Uninstall one of them, or set {AUTOLOAD_ENV}=1 with {ALLOWLIST_ENV} naming the one to keep."
             )
-        entry = ComponentEntry(kind, name, cls, plugin, distribution, version)
         self._components[(kind, name)] = entry
         return entry
 

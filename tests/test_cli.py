@@ -21,7 +21,6 @@ QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "20", "--
 def quickstart_variant(tmp_path: Path, **model_overrides) -> Path:
     recipe = yaml.safe_load((REPO_ROOT / "recipes" / "quickstart.yaml").read_text())
     recipe["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
-    recipe["trainer"]["callbacks"][1]["init_args"]["dirpath"] = str(tmp_path / "runs" / "interrupted")
     recipe["model"]["init_args"].update(model_overrides)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -167,7 +166,7 @@ def test_a_failed_run_keeps_its_logs_and_an_exception_checkpoint(tmp_path: Path,
     events = EventAccumulator(str(run_dir))
     events.Reload()
     assert len(events.Scalars("train/loss")) >= 5
-    saved = torch.load(tmp_path / "runs" / "interrupted" / "on_exception.ckpt", weights_only=True)
+    saved = torch.load(run_dir / "checkpoints" / "interrupted.ckpt", weights_only=True)  # in the run's own folder
     assert saved["global_step"] == 12
 
 

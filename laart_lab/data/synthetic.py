@@ -13,6 +13,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
+from laart_lab.data.resumable import resumable_loader
+
 
 def marked_token_examples(count: int, seq_len: int, num_symbols: int, seed: int) -> TensorDataset:
     """``count`` examples: tokens ``[count, seq_len]`` (ids ``< 2 * num_symbols``) and labels ``[count]``."""
@@ -60,7 +62,8 @@ class MarkedTokenDataModule(LightningDataModule):
         return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # shuffled by (seed, epoch) and resumable mid-epoch: an interrupted run continues the same order
+        return resumable_loader(self, self.splits["train"], self.batch_size, seed=self.seed)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

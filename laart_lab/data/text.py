@@ -205,8 +205,8 @@ class WindowSampler(DistributedSampler):
         return iter(ids)
 
     def __len__(self) -> int:
-        if self.skip and self.epoch == self.skip_epoch:
-            return max(self.per_rank - self.skip, 0)
+        # the full epoch's length, also when resuming: Lightning counts a resumed epoch's batches from the
+        # restored progress and ends it when that count reaches len(loader); a shortened length would end it early
         return self.per_rank
 
 

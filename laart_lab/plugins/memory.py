@@ -1,26 +1,22 @@
 """Built-in memory plugin: ``kv_memory`` and ``concept_growth`` modules, the ``concept_growth`` callback and
-the ``recall`` data module (long-range recall beyond the context window)."""
+the ``recall`` data module (long-range recall beyond the context window). Registered lazily."""
 
 from __future__ import annotations
 
-from laart_lab.callbacks.concept_growth import ConceptGrowth
-from laart_lab.data.recall import RecallDataModule
-from laart_lab.hookspecs import hookimpl
-from laart_lab.memory.concept_growth import ConceptLayer
-from laart_lab.memory.kv_memory import KVMemory
+from laart_lab.hookspecs import RegisterComponent, hookimpl
 
 
 @hookimpl
-def register_memory(register) -> None:
-    register("kv_memory", KVMemory)
-    register("concept_growth", ConceptLayer)
+def register_memory(register: RegisterComponent) -> None:
+    register("kv_memory", "laart_lab.memory.kv_memory:KVMemory")
+    register("concept_growth", "laart_lab.memory.concept_growth:ConceptLayer")
 
 
 @hookimpl
-def register_callback(register) -> None:
-    register("concept_growth", ConceptGrowth)
+def register_callback(register: RegisterComponent) -> None:
+    register("concept_growth", "laart_lab.callbacks.concept_growth:ConceptGrowth")
 
 
 @hookimpl
-def register_datamodule(register) -> None:
-    register("recall", RecallDataModule)
+def register_datamodule(register: RegisterComponent) -> None:
+    register("recall", "laart_lab.data.recall:RecallDataModule")

@@ -1,11 +1,10 @@
-"""Built-in plugin: the synthetic data used by the quickstart recipe."""
+"""Built-in plugin: the synthetic data used by the quickstart recipe (registered lazily)."""
 
 from __future__ import annotations
 
-from laart_lab.data.synthetic import MarkedTokenDataModule
-from laart_lab.hookspecs import hookimpl
+from laart_lab.hookspecs import RegisterComponent, hookimpl
 
 
 @hookimpl
-def register_datamodule(register) -> None:
-    register("marked_token", MarkedTokenDataModule)
+def register_datamodule(register: RegisterComponent) -> None:
+    register("marked_token", "laart_lab.data.synthetic:MarkedTokenDataModule")

@@ -12,36 +12,27 @@ Registered names (kind: name -> class):
 
 from __future__ import annotations
 
-from laart_lab.callbacks.box_volume_stats import BoxVolumeStats
-from laart_lab.callbacks.composition_table_image import CompositionTableImage
-from laart_lab.callbacks.invented_relations import InventedRelations
-from laart_lab.callbacks.laart_predictions import LaartPredictions
-from laart_lab.callbacks.laart_story_graph import LaartStoryGraph
-from laart_lab.callbacks.per_k_accuracy import PerKAccuracy
-from laart_lab.data.clutrr import ClutrrDataModule
-from laart_lab.hookspecs import hookimpl
-from laart_lab.reasoning.baselines import GNNReasoner, GRUReasoner, TransformerPathReasoner
-from laart_lab.reasoning.slrm import SLRM
+from laart_lab.hookspecs import RegisterComponent, hookimpl
 
 
 @hookimpl
-def register_reasoner(register) -> None:
-    register("slrm", SLRM)
-    register("gru", GRUReasoner)
-    register("transformer", TransformerPathReasoner)
-    register("gnn", GNNReasoner)
+def register_reasoner(register: RegisterComponent) -> None:
+    register("slrm", "laart_lab.reasoning.slrm:SLRM")
+    register("gru", "laart_lab.reasoning.baselines:GRUReasoner")
+    register("transformer", "laart_lab.reasoning.baselines:TransformerPathReasoner")
+    register("gnn", "laart_lab.reasoning.baselines:GNNReasoner")
 
 
 @hookimpl
-def register_datamodule(register) -> None:
-    register("clutrr", ClutrrDataModule)
+def register_datamodule(register: RegisterComponent) -> None:
+    register("clutrr", "laart_lab.data.clutrr:ClutrrDataModule")
 
 
 @hookimpl
-def register_callback(register) -> None:
-    register("per_k_accuracy", PerKAccuracy)
-    register("composition_table_image", CompositionTableImage)
-    register("invented_relations", InventedRelations)
-    register("box_volume_stats", BoxVolumeStats)
-    register("laart_story_graph", LaartStoryGraph)
-    register("laart_predictions", LaartPredictions)
+def register_callback(register: RegisterComponent) -> None:
+    register("per_k_accuracy", "laart_lab.callbacks.per_k_accuracy:PerKAccuracy")
+    register("composition_table_image", "laart_lab.callbacks.composition_table_image:CompositionTableImage")
+    register("invented_relations", "laart_lab.callbacks.invented_relations:InventedRelations")
+    register("box_volume_stats", "laart_lab.callbacks.box_volume_stats:BoxVolumeStats")
+    register("laart_story_graph", "laart_lab.callbacks.laart_story_graph:LaartStoryGraph")
+    register("laart_predictions", "laart_lab.callbacks.laart_predictions:LaartPredictions")
