@@ -674,6 +674,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.plot = args.plot or args.out_dir / "attention.png"
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available here; use --device cpu")
     if args.mem_limit_mb is None:
         args.mem_limit_mb = _default_mem_limit_mb(args.device)
     print(f"{'backend':8} {'impl':9} {'pass':8} {'T':>8} {'seconds':>10} {'peak_MB':>10}  status")

@@ -72,7 +72,7 @@ TARGETS_DOC = {
 }
 
 PROBE = r"""
-import importlib, importlib.util, json, sys
+import importlib, importlib.util, json, os, sys
 info = {"python": sys.version.split()[0], "executable": sys.executable}
 try:
     import torch
@@ -92,8 +92,8 @@ try:
     import xformers
     info["xformers"] = xformers.__version__
     info["xformers_kernels_load"] = bool(getattr(xformers, "_has_cpp_library", False))
-    from laart_lab.attention import xformers_build_info
-    info["xformers_build"] = (xformers_build_info() or {}).get("version")
+    with open(os.path.join(os.path.dirname(xformers.__file__), "cpp_lib.json")) as f:
+        info["xformers_build"] = json.load(f).get("version")  # the torch/CUDA its kernels were built for
 except Exception as err:
     info.setdefault("xformers", None)
     info["xformers_error"] = repr(err)[:300]
@@ -110,7 +110,7 @@ print(json.dumps(info))
 
 NETWORK_ERRORS = re.compile(
     r"NewConnectionError|Temporary failure in name resolution|Network is unreachable|ConnectTimeout|"
-    r"Max retries exceeded|No matching distribution found|Could not find a version",
+    r"Max retries exceeded|Connection refused"
 )
 
 
@@ -187,6 +187,16 @@ class Check:
             proc._log_handle.close()  # type: ignore[attr-defined]
         step.seconds = round(time.monotonic() - t0, 1)
 
+    @staticmethod
+    def error_line(step: Step, log: Path) -> None:
+        """Put the last error line of a failed step's log into its detail (the summary then says why)."""
+        if step.status not in ("failed", "timeout") or not log.is_file():
+            return
+        lines = log.read_text(errors="replace").strip().splitlines()
+        errors = [line.strip() for line in lines if re.search(r"(Error|Exception|error:|FAILED)", line)]
+        if errors:
+            step.detail = (step.detail + "; " if step.detail else "") + errors[-1][:300]
+
     def run(self, step: Step, cmd: list[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> Step:
         step.log, step.command = log.name, shlex.join(cmd)
         if timeout < 5:
@@ -194,6 +204,7 @@ class Check:
             return step
         t0 = time.monotonic()
         self.finish(self.start(cmd, log, env), step, timeout, t0)
+        self.error_line(step, log)
         return step
 
     def capture(self, cmd: list[str], timeout: float = 60) -> tuple[int | None, str]:
@@ -274,20 +285,21 @@ def pip_install(
     timeout: float,
     constrain_torch: str | None,
     download_first: bool = False,
+    by: float = 0.45,
 ) -> bool:
     """One best-effort ``pip install``; records the outcome. After a network failure the rest are skipped.
 
-    ``download_first``: ``pip download`` into a temporary folder under the install deadline (killing a
-    download leaves the environment as it was), then install from that folder with no deadline but its
-    own timeout, so that a multi-GB torch is never killed half-installed.
+    Installs end by the fraction ``by`` of ``--budget`` (the steps need the rest: fits ~200 s, benchmark
+    ~100 s). ``download_first``: ``pip download`` into a temporary folder under that deadline (killing a
+    download leaves the environment as it was), then install from it offline, past the deadline if need
+    be, so that a multi-GB torch is never killed half-installed.
     """
     record = {"what": what, "packages": packages}
     check.installs.append(record)
     if check.offline:
         record.update(status="skipped", detail="no package index reachable (an earlier install could not reach one)")
         return False
-    # installs end by 35% of --budget: the steps need the rest (fits ~200 s, benchmark ~100 s)
-    timeout = check.timeout_for(timeout, reserve=check.args.budget * 0.65)
+    timeout = check.timeout_for(timeout, reserve=check.args.budget * (1 - by))
     if timeout < 20:
         record.update(status="skipped", detail="no time left in --budget for installs")
         return False
@@ -308,7 +320,8 @@ def pip_install(
         check.run(step, [*pip, "download", *opts, "-d", str(wheels), *packages], log, timeout)
         if step.status == "ok":
             install_log = check.out / f"install_{slug}_from_download.log"
-            check.run(step, [*pip, "install", *opts, "--find-links", str(wheels), *packages], install_log, 600)
+            offline = [*pip, "install", *opts, "--no-index", "--find-links", str(wheels), *packages]
+            check.run(step, offline, install_log, 240)
             log.write_text(log.read_text(errors="replace") + install_log.read_text(errors="replace"))
     else:
         check.run(step, [*pip, "install", *opts, *packages], log, timeout)
@@ -341,25 +354,30 @@ def install(check: Check) -> None:
                                f"xformers {info['xformers']} built for {build.get('torch')}"})  # fmt: skip
     else:
         pair = [f"torch=={TORCH_FOR_XFORMERS}", f"xformers=={XFORMERS_VERSION}"]
-        pip_install(check, "torch + xformers", pair, 300, None, download_first=True)
+        pip_install(check, "torch + xformers", pair, 300, None, download_first=True, by=0.35)
         info = check.probe()
     pinned = str(info.get("torch") or "").split("+")[0] or None
-    if info.get("fla") is None:
-        for package in FLA_PACKAGES:
-            if pip_install(check, f"fla ({package})", [package], 120, pinned):
-                break
-    else:
-        check.installs.append({"what": "fla", "status": "present", "detail": str(info.get("fla"))})
     in_repo = str(info.get("laart_lab") or "").startswith(str(ROOT))
     if not (in_repo and info.get("laart_lab_entry_points") and info.get("pytest") and info.get("tensorboard")):
         if not pip_install(check, "laart-lab[gpu,dev]", ["-e", ".[gpu,dev]"], 150, pinned):
-            pip_install(check, "laart-lab (no deps)", ["--no-deps", "--no-build-isolation", "-e", "."], 60, pinned)
+            was_offline, check.offline = check.offline, False  # no index needed: hatchling may be installed
+            if pip_install(check, "laart-lab (no deps)", ["--no-deps", "--no-build-isolation", "-e", "."], 60, pinned):
+                check.installs[-2]["status"] = "superseded"
+            check.offline = was_offline
     else:
         check.installs.append({"what": "laart-lab", "status": "present", "detail": str(info.get("laart_lab"))})
+    if info.get("fla") is None:
+        for i, package in enumerate(FLA_PACKAGES):
+            if pip_install(check, f"fla ({package})", [package], 120, pinned):
+                for earlier in check.installs[len(check.installs) - 1 - i : -1]:
+                    earlier["status"] = "superseded"  # the fallback worked
+                break
+    else:
+        check.installs.append({"what": "fla", "status": "present", "detail": str(info.get("fla"))})
     if info.get("xdist") is None:
         pip_install(check, "pytest-xdist", ["pytest-xdist"], 60, pinned)
     step.seconds = round(time.monotonic() - t0, 1)
-    failed = [r["what"] for r in check.installs if r["status"] not in ("ok", "present")]
+    failed = [r["what"] for r in check.installs if r["status"] not in ("ok", "present", "superseded")]
     step.status = "ok" if not failed else "failed"
     step.detail = "could not install: " + ", ".join(failed) if failed else "everything present or installed"
     check.save()
@@ -599,9 +617,8 @@ def run_steps(check: Check) -> None:
             check.finish(proc, step, timeout, t0)
             if name != "tests":
                 step.detail = "ran at the same time as the other fit and pytest (--schedule overlap)"
-                collect_fit(name)
-            else:
-                collect_tests()
+            check.error_line(step, logs[name])
+            collect_tests() if name == "tests" else collect_fit(name)
             check.save()
     else:
         check.run(check.step("tests"), tests_command(check), logs["tests"], check.timeout_for(test_timeout))
