@@ -21,7 +21,7 @@ THIRD_PARTY_PLUGINS = ["tests/plugin_dists/laart-example-plugin", "plugins_contr
 
 def install_project(session: nox.Session) -> None:
     session.install(TORCH)
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]")  # dev brings triton: the kernel tests run in Triton's CPU interpreter
     # Third-party plugins are installed as users install them: regular (non-editable) installs.
     for plugin in THIRD_PARTY_PLUGINS:
         if os.path.isdir(plugin):

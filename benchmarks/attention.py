@@ -10,12 +10,16 @@ Sweeps T (default 1k, 2k, ..., 128k) for each attention backend and implementati
   freed heap back with ``malloc_trim``), or from a 1 ms sampling thread where that reset is not
   allowed. CUDA: ``torch.cuda.max_memory_allocated`` minus what was allocated before the call;
 * ``status``: ``ok``, ``skipped`` (predicted to exceed ``--time-budget`` or ``--mem-limit-mb``: exact
-  softmax on long sequences) or ``oom``; the note says why;
+  softmax on long sequences), ``oom`` or ``error`` (e.g. a kernel that does not compile); the note says why;
 * the fitted exponent ``p`` of ``seconds ~ T^p`` per backend/impl/pass, over all measured T and over
   ``T >= --fit-min-len`` (where fixed per-call overheads no longer dominate).
 
 On CUDA it also times the peers to beat when installed: flash-linear-attention's chunk kernel
 (``fla.ops.linear_attn.chunk_linear_attn``, backend ``fla``) and xformers (``softmax:xformers``).
+
+Derived figures (printed and in the JSON): ``crossovers`` (the T from which each linear series beats
+each softmax series), ``peer_ratios`` (``linear:triton`` time over ``fla:chunk``'s) and ``roofline``
+(each linear forward against the HBM roofline: bytes of q, k, v and o over ``--hbm-tbps``).
 
 The predicted time of a point is ``--time-budget`` s at most: a point whose extrapolation from the
 previous T (at exponent max(fit, 2) for softmax, max(fit, 1) otherwise) exceeds it is skipped, as is
@@ -54,6 +58,7 @@ if __package__ in (None, ""):  # run as a script from a source checkout: make la
 
 from laart_lab.attention import LinearAttention, SoftmaxAttention, xformers_unavailable_reason  # noqa: E402
 from laart_lab.kernels.feature_maps import feature_map  # noqa: E402
+from laart_lab.kernels.linear_dispatch import triton_interpreting  # noqa: E402
 
 DEFAULT_SEQ_LENS = [1024 * 2**i for i in range(8)]  # 1k .. 128k
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -203,8 +208,8 @@ def check_runnable(backend: str, impl: str, device: torch.device, dtype: torch.d
     if backend == "softmax" and impl == "xformers":
         return xformers_unavailable_reason(probe)
     if backend == "linear" and impl == "triton":
-        if device.type != "cuda":
-            return "Triton kernels need CUDA"
+        if device.type != "cuda" and not triton_interpreting():
+            return "Triton kernels need CUDA (or TRITON_INTERPRET=1: the CPU interpreter, for dry runs)"
         try:
             import triton  # noqa: F401
         except ImportError:
@@ -352,6 +357,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                     fn, args, device, dtype, seq_len, pass_
                 )
                 report(rec)
+                if args.json:  # partial results survive a timeout (the GPU check kills a sweep that overruns)
+                    write_json(args.json, {"config": config_dict(args), "records": [r.to_json() for r in records]})
     fits = []
     for backend, impl in series:
         for pass_ in args.passes:
@@ -368,7 +375,144 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                     "points": sum(1 for _, s in pts if s),
                 }
             )
-    return {"config": config_dict(args), "records": [r.to_json() for r in records], "fits": fits}
+    result = {"config": config_dict(args), "records": [r.to_json() for r in records], "fits": fits}
+    result["crossovers"] = crossovers(result["records"])
+    result["peer_ratios"] = peer_ratios(result["records"], "linear:triton", "fla:chunk")
+    result["roofline"] = rooflines(result["records"], args.hbm_tbps, args.chunk_size)
+    return result
+
+
+# ----------------------------------------------------------------------------- derived figures
+
+
+def _series_times(records: list[dict], pass_: str) -> dict[str, dict[int, float]]:
+    """``{"backend:impl": {T: seconds}}`` of the ``ok`` records of one pass."""
+    out: dict[str, dict[int, float]] = {}
+    for r in records:
+        if r["pass"] == pass_ and r["status"] == "ok" and r["seconds"]:
+            out.setdefault(f"{r['backend']}:{r['impl']}", {})[r["seq_len"]] = r["seconds"]
+    return out
+
+
+def crossover(linear: dict[int, float], softmax: dict[int, float]) -> dict:
+    """Where linear attention starts to beat softmax: the smallest measured T from which linear is faster
+    at every larger T measured for both, and a log-log interpolation of where the time ratio crosses 1."""
+    common = sorted(set(linear) & set(softmax))
+    if not common:
+        return {"crossover_len": None, "interpolated_len": None, "note": "no sequence length measured for both"}
+    faster = [linear[t] < softmax[t] for t in common]
+    if not faster[-1]:
+        return {
+            "crossover_len": None,
+            "interpolated_len": None,
+            "note": f"linear is not faster at the largest common T ({common[-1]})",
+        }
+    first = len(faster)
+    while first > 0 and faster[first - 1]:
+        first -= 1
+    t_win = common[first]
+    notes = []
+    if first == 0:
+        notes.append("linear is faster at every T measured for both")
+    if max(linear) > common[-1]:
+        notes.append(f"softmax not measured beyond T={common[-1]}")
+    if first == 0:
+        return {"crossover_len": t_win, "interpolated_len": None, "note": "; ".join(notes)}
+    t_lose = common[first - 1]
+    r_lose, r_win = math.log(linear[t_lose] / softmax[t_lose]), math.log(linear[t_win] / softmax[t_win])
+    frac = r_lose / (r_lose - r_win) if r_lose != r_win else 1.0
+    interp = math.exp(math.log(t_lose) + frac * (math.log(t_win) - math.log(t_lose)))
+    return {"crossover_len": t_win, "interpolated_len": round(interp), "note": "; ".join(notes)}
+
+
+def crossovers(records: list[dict]) -> list[dict]:
+    """The crossover of every linear series against every softmax series, per pass."""
+    out = []
+    for pass_ in sorted({r["pass"] for r in records}):
+        times = _series_times(records, pass_)
+        for lin in sorted(k for k in times if k.startswith(("linear:", "fla:"))):
+            for soft in sorted(k for k in times if k.startswith("softmax:")):
+                out.append({"pass": pass_, "linear": lin, "softmax": soft, **crossover(times[lin], times[soft])})
+    return out
+
+
+def peer_ratios(records: list[dict], series: str, peer: str) -> list[dict]:
+    """``seconds(series) / seconds(peer)`` at each T where both ran (e.g. our Triton kernels vs fla's)."""
+    out = []
+    for pass_ in sorted({r["pass"] for r in records}):
+        times = _series_times(records, pass_)
+        ours, theirs = times.get(series, {}), times.get(peer, {})
+        for t in sorted(set(ours) & set(theirs)):
+            out.append({"pass": pass_, "series": series, "peer": peer, "seq_len": t, "ratio": ours[t] / theirs[t]})
+    return out
+
+
+def linear_forward_bytes(batch: int, seq_len: int, heads: int, head_dim: int, elem: int, chunk: int) -> dict:
+    """HBM bytes of one linear-attention forward (value dim = head dim): the minimum any kernel moves
+    (read q, k, v; write o) and, on top, what the chunked Triton kernels also move: the fp32 per-chunk
+    states ``[D, E]`` + ``[D]`` written by the scan and read back by the chunk kernel, and the fp32
+    normaliser they keep for the backward."""
+    tokens = batch * seq_len * heads
+    minimum = tokens * 4 * head_dim * elem
+    slots = batch * heads * (math.ceil(seq_len / chunk) + 1)
+    states = 2 * slots * (head_dim * head_dim + head_dim) * 4 + tokens * 4
+    return {"bytes_min": minimum, "bytes_states": states}
+
+
+def rooflines(records: list[dict], hbm_tbps: float, chunk: int) -> list[dict]:
+    """Forward linear-attention times against the HBM roofline ``bytes_min / bandwidth``."""
+    elem = {"float32": 4, "bfloat16": 2, "float16": 2}
+    out = []
+    for r in records:
+        if r["backend"] not in ("linear", "fla") or r["pass"] != "fwd" or r["status"] != "ok":
+            continue
+        nbytes = linear_forward_bytes(r["batch"], r["seq_len"], r["heads"], r["head_dim"], elem[r["dtype"]], chunk)
+        roof = nbytes["bytes_min"] / (hbm_tbps * 1e12)
+        states = nbytes["bytes_states"] if r["impl"] == "triton" else None  # the others keep other states
+        out.append(
+            {
+                "series": f"{r['backend']}:{r['impl']}",
+                "device": r["device"],
+                "seq_len": r["seq_len"],
+                "bytes_min": nbytes["bytes_min"],
+                "bytes_states": states,
+                "hbm_tbps": hbm_tbps,
+                "roofline_s": roof,
+                "roofline_with_states_s": None
+                if states is None
+                else (nbytes["bytes_min"] + states) / (hbm_tbps * 1e12),
+                "seconds": r["seconds"],
+                "x_roofline": r["seconds"] / roof,
+            }
+        )
+    return out
+
+
+def print_derived(result: dict) -> None:
+    print("\ncrossover: T from which linear attention is faster than softmax")
+    for c in result["crossovers"]:
+        at = "none" if c["crossover_len"] is None else str(c["crossover_len"])
+        interp = "" if c["interpolated_len"] is None else f" (ratio 1 at T~{c['interpolated_len']})"
+        print(f"  {c['pass']:8} {c['linear']:15} vs {c['softmax']:17} T >= {at}{interp}  {c['note']}")
+    if result["peer_ratios"]:
+        print("\nlinear:triton / fla:chunk time ratio")
+        for r in result["peer_ratios"]:
+            print(f"  {r['pass']:8} T={r['seq_len']:>7}  {r['ratio']:.2f}x")
+    if result["roofline"]:
+        print("\nforward vs HBM roofline (bytes of q, k, v, o / bandwidth)")
+        for r in result["roofline"]:
+            states = "" if r["bytes_states"] is None else f" (+ {r['bytes_states'] / 1e6:.1f} MB of chunk states)"
+            print(
+                f"  {r['series']:15} T={r['seq_len']:>7}  {r['bytes_min'] / 1e6:10.1f} MB{states}  roofline "
+                f"{r['roofline_s'] * 1e3:.4f} ms at {r['hbm_tbps']} TB/s  measured {r['x_roofline']:.2f}x"
+            )
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
 
 
 def run_series_point(
@@ -386,6 +530,9 @@ def run_series_point(
         return seconds, peak_mb, repeats, "ok", ""
     except torch.OutOfMemoryError as err:
         return None, None, 0, "oom", str(err).splitlines()[0][:200]
+    except Exception as err:  # a kernel that fails to compile or launch is recorded; the sweep goes on
+        first = (str(err).strip().splitlines() or [""])[0]
+        return None, None, 0, "error", f"{type(err).__name__}: {first}"[:300]
     finally:
         inputs = grad_out = None  # type: ignore[assignment]
         if device.type == "cuda":
@@ -496,6 +643,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--fit-min-len", type=int, default=4096, help="T from which the large-T exponent is fit")
     parser.add_argument(
+        "--hbm-tbps", type=float, default=4.8,
+        help="memory bandwidth (TB/s) of the forward roofline (default 4.8: an H200's HBM3e)",
+    )  # fmt: skip
+    parser.add_argument(
         "--out-dir", type=Path, default=None,
         help="write attention.json and attention.png here (what `nox -s bench` passes)",
     )  # fmt: skip
@@ -523,14 +674,16 @@ def main(argv: list[str] | None = None) -> dict:
         args.plot = args.plot or args.out_dir / "attention.png"
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available here; use --device cpu")
     if args.mem_limit_mb is None:
         args.mem_limit_mb = _default_mem_limit_mb(args.device)
     print(f"{'backend':8} {'impl':9} {'pass':8} {'T':>8} {'seconds':>10} {'peak_MB':>10}  status")
     result = run_benchmark(args)
     print_fits(result)
+    print_derived(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     if args.plot:
         args.plot.parent.mkdir(parents=True, exist_ok=True)

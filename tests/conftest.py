@@ -15,6 +15,21 @@ from laart_lab.registry import reset_registry
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip, saying why, where torch sees no CUDA device (``pytest -m cuda`` on a GPU)."""
+    cuda_items = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if not cuda_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    skip = pytest.mark.skip(reason=f"needs a CUDA GPU: torch {torch.__version__} ({build}) sees none")
+    for item in cuda_items:
+        item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry() -> Iterator[None]:
     """Each test starts and ends with a registry built from what is installed."""

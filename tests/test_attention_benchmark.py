@@ -85,3 +85,34 @@ def test_chunked_linear_forward_memory_does_not_grow_with_t(bench):
         del out
     assert extra[65536] < 64, extra
     assert extra[65536] < extra[4096] + 32, extra
+
+
+def test_crossover_is_where_linear_stays_faster(bench):
+    linear = {1024: 1.0, 2048: 1.5, 4096: 2.0, 8192: 4.0}
+    softmax = {1024: 0.5, 2048: 1.4, 4096: 3.0, 8192: 12.0}
+    got = bench.crossover(linear, softmax)
+    assert got["crossover_len"] == 4096 and 2048 < got["interpolated_len"] < 4096
+    assert bench.crossover({1: 1, 2: 5, 3: 1}, {1: 2, 2: 3, 3: 4})["crossover_len"] == 3  # an early win is no crossover
+    assert bench.crossover({1: 3, 2: 1, 3: 5}, {1: 2, 2: 3, 3: 4})["crossover_len"] is None  # slower at the end
+    assert "every T" in bench.crossover({1: 1, 2: 1}, {1: 2, 2: 3})["note"]
+
+
+def test_roofline_counts_the_bytes_of_q_k_v_and_o(bench):
+    rec = {"backend": "linear", "impl": "triton", "pass": "fwd", "status": "ok", "batch": 2, "seq_len": 65536,
+           "heads": 16, "head_dim": 128, "dtype": "bfloat16", "device": "cuda", "seconds": 1e-3}  # fmt: skip
+    (roof,) = bench.rooflines([rec, {**rec, "pass": "fwd_bwd"}, {**rec, "status": "skipped"}], 4.8, 64)
+    assert roof["bytes_min"] == 4 * 2 * 65536 * 16 * 128 * 2  # q, k, v read and o written, bf16
+    assert roof["roofline_s"] == pytest.approx(roof["bytes_min"] / 4.8e12)  # 0.45 ms on an H200
+    assert roof["x_roofline"] == pytest.approx(1e-3 / roof["roofline_s"])
+    assert roof["bytes_states"] == 2 * 2 * 16 * (1024 + 1) * (128 * 128 + 128) * 4 + 2 * 65536 * 16 * 4
+
+
+def test_a_failing_backend_is_recorded_and_the_sweep_goes_on(bench):
+    def broken(q, k, v):
+        raise RuntimeError("PassManager::run failed\nmore detail")
+
+    args = bench.build_parser().parse_args(["--device", "cpu", "--heads", "1", "--head-dim", "8", "--repeats", "1"])
+    seconds, mem, repeats, status, note = bench.run_series_point(
+        broken, args, torch.device("cpu"), torch.float32, 64, "fwd"
+    )
+    assert (seconds, status) == (None, "error") and note == "RuntimeError: PassManager::run failed"

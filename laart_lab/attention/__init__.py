@@ -5,6 +5,6 @@
 """
 
 from laart_lab.attention.linear import LinearAttention
-from laart_lab.attention.softmax import SoftmaxAttention, xformers_unavailable_reason
+from laart_lab.attention.softmax import SoftmaxAttention, xformers_build_info, xformers_unavailable_reason
 
-__all__ = ["LinearAttention", "SoftmaxAttention", "xformers_unavailable_reason"]
+__all__ = ["LinearAttention", "SoftmaxAttention", "xformers_build_info", "xformers_unavailable_reason"]

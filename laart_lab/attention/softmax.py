@@ -15,7 +15,12 @@ Masks and the causal contract (queries aligned with the *end* of the keys):
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
 import math
+import warnings
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -30,19 +35,81 @@ XFORMERS_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _AUTO_XFORMERS_DTYPES = (torch.float16, torch.bfloat16)  # where xformers beats SDPA's own kernels
 
 
+XFORMERS_NOT_INSTALLED = "xformers is not installed"
+
+
+def xformers_build_info() -> dict | None:
+    """The build the installed xformers' compiled kernels were made for (its ``cpp_lib.json``: torch, CUDA,
+    Python versions), read without importing xformers (whose import warns when they cannot load); None
+    when xformers is absent or has no such file."""
+    try:
+        spec = importlib.util.find_spec("xformers")
+    except (ImportError, ValueError, AttributeError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "cpp_lib.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def xformers_fix_hint(build: dict | None) -> str:
+    """The install that gives the xformers described by ``build`` the torch it was built for."""
+    torch_build = str(((build or {}).get("version") or {}).get("torch") or "")
+    if not torch_build:
+        return "install xformers and torch builds that match (README: GPU install), or use impl='sdpa'"
+    base, _, local = torch_build.partition("+")
+    command = f"pip install torch=={base}"
+    if local.startswith(("cu", "rocm")):
+        command += f" --index-url https://download.pytorch.org/whl/{local}"
+    return (
+        f"install the torch it was built for: `{command}` (README: GPU install), or an xformers release "
+        f"built for torch {torch.__version__}; impl='sdpa' avoids xformers"
+    )
+
+
 def _xformers_build_problem() -> str | None:
-    """Why the installed xformers cannot run its CUDA kernels, or None when it can."""
+    """Why the installed xformers cannot run its CUDA kernels (and which install fixes it), or None when it can."""
     try:
         import xformers
         import xformers.ops  # noqa: F401
     except ImportError as err:
-        return f"xformers is not installed ({err}); `pip install xformers` matching your torch/CUDA"
+        return f"{XFORMERS_NOT_INSTALLED} ({err}); `pip install -e .[gpu]` with a matching torch (README: GPU install)"
     if not getattr(xformers, "_has_cpp_library", False):
+        version = getattr(xformers, "__version__", "?")
+        build = xformers_build_info()
+        this_torch = torch.__version__ + ("" if torch.version.cuda else ", a CPU-only build")
+        built_for = ""
+        if build is not None:
+            info = build.get("version") or {}
+            built_for = f" it was built for torch {info.get('torch', '?')} (CUDA {info.get('cuda', '?')}),"
         return (
-            f"the installed xformers {getattr(xformers, '__version__', '?')} has no compiled C++/CUDA "
-            "extensions for this torch/CUDA/Python (it was built for another version); reinstall it"
+            f"the installed xformers {version} cannot load its compiled C++/CUDA kernels:{built_for} this is "
+            f"torch {this_torch}. Fix: {xformers_fix_hint(build)}"
         )
     return None
+
+
+@functools.cache
+def _xformers_build_problem_cached() -> str | None:
+    return _xformers_build_problem()
+
+
+_warned_fallback = False
+
+
+def _warn_xformers_fallback(problem: str) -> None:
+    """Once per process: impl='auto' wanted xformers, which is installed but broken, and takes SDPA instead."""
+    global _warned_fallback
+    if _warned_fallback or problem.startswith(XFORMERS_NOT_INSTALLED):
+        return
+    _warned_fallback = True
+    warnings.warn(f"softmax attention (impl='auto') uses PyTorch SDPA instead of xformers: {problem}", stacklevel=3)
 
 
 def xformers_unavailable_reason(q: Tensor) -> str | None:
@@ -57,7 +124,7 @@ def xformers_unavailable_reason(q: Tensor) -> str | None:
         problems.append(f"it takes float16/bfloat16/float32 tensors, got {q.dtype}")
     if problems:
         return "xformers' memory_efficient_attention cannot run here: " + "; ".join(problems)
-    return _xformers_build_problem()
+    return _xformers_build_problem_cached()
 
 
 def _dense_allowed(tq: int, tk: int, causal: bool, key_padding_mask: Tensor | None, device: torch.device) -> Tensor:
@@ -75,7 +142,8 @@ class SoftmaxAttention(AttentionBackend):
 
     Args:
         impl: ``auto`` picks xformers for CUDA fp16/bf16 tensors when a working xformers is installed,
-            else SDPA; ``xformers`` insists (a ``ValueError`` says why it cannot run); ``sdpa`` always
+            else SDPA (warning once, with the install that fixes it, when xformers is installed but its
+            kernels cannot load); ``xformers`` insists (a ``ValueError`` says why it cannot run); ``sdpa`` always
             uses ``torch.nn.functional.scaled_dot_product_attention``.
     """
 
@@ -97,8 +165,11 @@ class SoftmaxAttention(AttentionBackend):
             if reason is not None:
                 raise ValueError(f"softmax attention impl='xformers': {reason}. Use impl='sdpa' or 'auto'.")
             return "xformers"
-        if q.device.type == "cuda" and q.dtype in _AUTO_XFORMERS_DTYPES and xformers_unavailable_reason(q) is None:
-            return "xformers"
+        if q.device.type == "cuda" and q.dtype in _AUTO_XFORMERS_DTYPES:
+            problem = xformers_unavailable_reason(q)
+            if problem is None:
+                return "xformers"
+            _warn_xformers_fallback(problem)
         return "sdpa"
 
     def forward(

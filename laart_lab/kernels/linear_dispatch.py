@@ -42,12 +42,15 @@ def resolve_linear_impl(impl: str, device: torch.device, dtype: torch.dtype = to
         use_triton = device.type == "cuda" and dtype in TRITON_DTYPES and triton_available()
         return "triton" if use_triton else "chunked"
     if impl == "triton":
-        if not triton_available():
-            raise ValueError("impl='triton' needs the 'triton' package; install it or use impl='chunked'")
         if device.type != "cuda" and not triton_interpreting():
             raise ValueError(
                 f"impl='triton' runs on CUDA tensors, got device {device.type!r}; use impl='chunked' "
                 "(or set TRITON_INTERPRET=1 to run the kernels in Triton's CPU interpreter, for testing)"
+            )
+        if not triton_available():
+            raise ValueError(
+                "impl='triton' needs the 'triton' package (`pip install -e .[gpu]`, README: GPU install); "
+                "or use impl='chunked'"
             )
     return impl
 
