@@ -231,7 +231,7 @@ class LaartModel(LightningModule):
             ),
             "read_path": self.reasoner.loss(out.slow, target),
         }
-        loss = sum(self.weights[name] * value for name, value in losses.items())
+        loss = torch.stack([self.weights[name] * value for name, value in losses.items()]).sum()
         size = batch.batch_size
         for name, value in losses.items():
             self.log(f"train/loss_{name}", value, batch_size=size)
