@@ -47,7 +47,15 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "laart_lab")
 
 
-BENCHMARKS = ("startup.py", "attention.py", "generation.py", "clutrr_per_k.py", "slrm_penalty.py", "memory_compare.py")
+BENCHMARKS = (
+    "startup.py",
+    "attention.py",
+    "generation.py",
+    "clutrr_per_k.py",
+    "slrm_penalty.py",
+    "memory_compare.py",
+    "laart_clutrr.py",
+)
 
 
 @nox.session
