@@ -99,6 +99,7 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_sigint()
+        _save_final_last(trainer)
 
     def on_exception(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         self._restore_sigint()
@@ -114,6 +115,25 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
         # a run that finished normally has nothing left to resume from this file (last.ckpt covers it)
         if stage == TrainerFn.FITTING.value and self.dirpath:
             trainer.strategy.remove_checkpoint(self.ckpt_path)
+
+
+def _save_final_last(trainer: pl.Trainer) -> None:
+    """Make every ``save_last`` checkpoint hold the run's final state.
+
+    Lightning 2.6 writes ``last.ckpt`` only when a top-k checkpoint is written in the same step, so a run
+    whose monitored metric stopped improving ends with a ``last.ckpt`` from an earlier step, and
+    ``--ckpt_path last`` would silently resume from there.
+    """
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, OnExceptionCheckpoint) or not getattr(callback, "save_last", False):
+            continue
+        dirpath = getattr(callback, "dirpath", None)
+        last = callback.last_model_path or (
+            os.path.join(dirpath, callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION) if dirpath else ""
+        )
+        if last and callback.save_last is True:
+            trainer.save_checkpoint(last)
+            callback.last_model_path = last
 
 
 def _is_main_thread() -> bool:
