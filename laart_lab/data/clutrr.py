@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader
 
 from laart_lab.components.reasoner import ReasoningBatch
 from laart_lab.data.clutrr_text import LaartBatch, TextCollator, WordTokenizer, encode_story, gold_entity_edges
+from laart_lab.data.resumable import resumable_loader
 from laart_lab.paths import data_path
 
 DEFAULT_CLUTRR = ("clutrr", "data_089907f8.zip")
@@ -552,6 +553,10 @@ class ClutrrDataModule(LightningDataModule):
             )  # fmt: skip
         else:
             collate = ReasoningCollator(self._index, task_k, task_name)
+        if shuffle:  # training: shuffled by (seed, epoch), and an interrupted run resumes mid-epoch in order
+            return resumable_loader(
+                self, rows, self.batch_size, seed=self.seed, num_workers=self.num_workers, collate_fn=collate
+            )
         return DataLoader(
             rows,  # type: ignore[arg-type]
             batch_size=self.batch_size,
