@@ -184,7 +184,19 @@ QUICK = [
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("recipe_name", "extra"),
-    [("quickstart", []), ("clutrr_slrm_generated", ["--data.init_args.batch_size", "32"])],
+    [
+        ("quickstart", []),
+        ("clutrr_slrm_generated", ["--data.init_args.batch_size", "32"]),
+        (
+            "laart_clutrr_generated",
+            [
+                "--data.init_args.batch_size", "16",
+                "--data.init_args.generated_train_rows", "1200",
+                "--model.init_args.d_model", "32",
+                "--model.init_args.n_layers", "1",
+            ],
+        ),  # fmt: skip
+    ],
 )
 def test_sigterm_leaves_a_resumable_checkpoint_for_other_model_families(
     tmp_path: Path, recipe_name: str, extra: list[str]
