@@ -555,7 +555,12 @@ class ClutrrDataModule(LightningDataModule):
             collate = ReasoningCollator(self._index, task_k, task_name)
         if shuffle:  # training: shuffled by (seed, epoch), and an interrupted run resumes mid-epoch in order
             return resumable_loader(
-                self, rows, self.batch_size, seed=self.seed, num_workers=self.num_workers, collate_fn=collate
+                self,
+                rows,  # type: ignore[arg-type]  # a list is a map-style dataset
+                self.batch_size,
+                seed=self.seed,
+                num_workers=self.num_workers,
+                collate_fn=collate,
             )
         return DataLoader(
             rows,  # type: ignore[arg-type]
