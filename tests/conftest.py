@@ -57,6 +57,20 @@ def make_distribution(
 
 
 @pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models: one intra-op thread avoids oversubscription on a shared 2-core runner (50x here).
+
+    Use it per module: ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
     """Factory: install a fake distribution on ``sys.path`` for this test (and its subprocesses)."""
     site = tmp_path / "site"

@@ -130,6 +130,7 @@ class LaartModel(LightningModule):
             self.hparams[key] = component_spec(self.hparams.get(key), kind)  # built in Python: made plain
         self.num_relations = num_relations
         self.relation_names = list(relation_names) if relation_names else [f"r{i}" for i in range(num_relations)]
+        self._relation_index = {name: i for i, name in enumerate(self.relation_names)}
         self.vocabulary = list(vocabulary)
         factors = relation_factors(self.relation_names)
         if gender_factorised and factors is None:
@@ -282,7 +283,7 @@ class LaartModel(LightningModule):
             return counts
         relation = reader.pair_logits[..., : self.num_relations].argmax(-1).cpu()
         stated = (reader.pair_logits.float().softmax(-1)[..., -1] < 0.5).cpu()
-        index = {name: i for i, name in enumerate(self.relation_names)}
+        index = self._relation_index
         for i, edges in enumerate(gold_edges(batch.meta["id"])):
             for a, c, name in edges:
                 right, found = int(relation[i, a, c]) == index.get(name, -1), bool(stated[i, a, c])
