@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from laart_lab.components.attention import AttentionFactory
+from laart_lab.components.data import TokenBatch
 from laart_lab.components.memory import MemoryFactory
 from laart_lab.models.transformer import DecodingCache, MlpKind, NormKind, PositionKind, TransformerStack
 
@@ -201,12 +202,12 @@ class CharLM(LightningModule):
         """Next-token logits ``[batch, seq, vocab]`` for tokens ``[batch, seq]`` starting at position ``offset``."""
         return self._forward_impl(tokens, offset)
 
-    def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _loss(self, batch: TokenBatch) -> tuple[Tensor, Tensor]:
         """``(total loss, LM loss in nats/token)``; resets memory rows that start a new stream."""
         total, lm_loss, _ = self._loss_and_logits(batch)
         return total, lm_loss
 
-    def _loss_and_logits(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    def _loss_and_logits(self, batch: TokenBatch) -> tuple[Tensor, Tensor, Tensor]:
         """As :meth:`_loss`, plus the logits. Targets equal to -100 are ignored (as in ``F.cross_entropy``)."""
         if self.memory is not None and "stream_start" in batch:
             self.memory.reset(batch["stream_start"].bool())
@@ -220,7 +221,7 @@ class CharLM(LightningModule):
         return total, lm_loss, logits
 
     # -- Lightning steps ----------------------------------------------------------------------
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: TokenBatch, batch_idx: int) -> Tensor:
         total, lm_loss = self._loss(batch)
         detached = lm_loss.detach()
         self.log("train/loss", detached, prog_bar=True)
@@ -229,7 +230,7 @@ class CharLM(LightningModule):
             self.log("train/aux_loss", (total - lm_loss).detach())
         return total
 
-    def _eval_step(self, batch: dict[str, Tensor], split: str) -> None:
+    def _eval_step(self, batch: TokenBatch, split: str) -> None:
         _, lm_loss, logits = self._loss_and_logits(batch)
         weight = int((batch["target"] != -100).sum())
         loss_metric, bpc_metric = self.metrics[f"{split}_loss"], self.metrics[f"{split}_bpc"]
@@ -245,10 +246,10 @@ class CharLM(LightningModule):
             accuracy.update(correct)
             self.log(f"{split}/acc", accuracy, prog_bar=True)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: TokenBatch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: TokenBatch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
     def _reset_memory(self) -> None:
