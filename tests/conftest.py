@@ -97,3 +97,21 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def run_two_rank_script(script: str, tmp_path: Path, timeout: int = 400) -> tuple[dict, dict]:
+    """Run ``script`` (a 2-process DDP fit that saves ``{out}/rank{R}.pt``; ``out`` = ``sys.argv[1]``) and
+    return both ranks' saved dicts."""
+    import textwrap
+
+    import torch
+
+    path = tmp_path / "two_ranks.py"
+    path.write_text(textwrap.dedent(script))
+    result = subprocess.run(
+        [sys.executable, str(path), str(tmp_path)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    assert ranks[0]["world"] == ranks[1]["world"] == 2
+    return ranks[0], ranks[1]

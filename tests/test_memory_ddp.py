@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_two_rank_script
 
 SCRIPT = """
-import sys
 import torch
 from lightning.pytorch import Trainer
 from laart_lab.callbacks.concept_growth import ConceptGrowth
@@ -41,15 +37,7 @@ torch.save({"concepts": layer.concepts.detach(), "values": layer.values.detach()
 
 @pytest.mark.slow
 def test_two_process_ddp_growth_keeps_ranks_identical(tmp_path: Path) -> None:
-    script = tmp_path / "ddp_growth.py"
-    script.write_text(textwrap.dedent(SCRIPT))
-    result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=400
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert rank0["world"] == rank1["world"] == 2
+    rank0, rank1 = run_two_rank_script(SCRIPT, tmp_path)
     assert not torch.equal(rank0["first_input"], rank1["first_input"])  # the ranks trained on different streams
     assert rank0["counters"] == rank1["counters"] and rank0["counters"]["grown"] > 0
     assert int(rank0["active"].sum()) > 2

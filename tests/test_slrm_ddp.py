@@ -4,18 +4,14 @@ so a per-rank count would silently become rank 0's)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_two_rank_script
 
 SCRIPT = """
-import sys
 import torch
 from lightning.pytorch import Callback, Trainer
 from laart_lab.data.clutrr import ClutrrDataModule
@@ -55,15 +51,7 @@ torch.save({"evidence": model.reasoner.pair_evidence.detach().cpu(), "local": lo
 
 @pytest.mark.slow
 def test_two_process_ddp_pair_evidence_counts_every_rank_and_agrees(tmp_path: Path) -> None:
-    script = tmp_path / "ddp_slrm.py"
-    script.write_text(textwrap.dedent(SCRIPT))
-    env_result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=400
-    )
-    assert env_result.returncode == 0, env_result.stderr[-4000:]
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert rank0["world"] == rank1["world"] == 2
+    rank0, rank1 = run_two_rank_script(SCRIPT, tmp_path)
     assert not torch.equal(rank0["local"], rank1["local"])  # the ranks trained on different shards
     both = rank0["local"] + rank1["local"]
     assert both.sum() > 0
