@@ -47,12 +47,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from laart_lab.components.reasoner import ReasoningBatch
+from laart_lab.data.base import SplitDataModule
 from laart_lab.data.clutrr_text import LaartBatch, TextCollator, WordTokenizer, encode_story, gold_entity_edges
-from laart_lab.data.resumable import resumable_loader
 from laart_lab.paths import data_path
 
 DEFAULT_CLUTRR = ("clutrr", "data_089907f8.zip")
@@ -380,7 +379,7 @@ def generated_release(
     return _GENERATED_CACHE[key]
 
 
-class ClutrrDataModule(LightningDataModule):
+class ClutrrDataModule(SplitDataModule):
     """CLUTRR (or the CLUTRR-like generator) as relational queries, with per-k test dataloaders.
 
     Args:
@@ -426,7 +425,7 @@ class ClutrrDataModule(LightningDataModule):
         mix_stories: float = 0.0,
         augment_generated: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
         if view not in ("graph", "text"):
             raise ValueError(f"view must be 'graph' (relation graphs) or 'text' (story text), got {view!r}")
         self.view, self.max_entities, self.min_word_count = view, max_entities, min_word_count
@@ -441,14 +440,12 @@ class ClutrrDataModule(LightningDataModule):
         self._gold_edges: dict[str, list[tuple[int, int, str]]] | None = None
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.source = source or ("clutrr" if path else "generated")
         if self.source not in ("clutrr", "generated"):
             raise ValueError(f"source must be 'clutrr' or 'generated', got {source!r}")
         self.path = path
         self.train_file = train_file
-        self.batch_size, self.val_fraction, self.seed, self.num_workers = batch_size, val_fraction, seed, num_workers
+        self.val_fraction = val_fraction
         self.generated_train_ks = list(generated_train_ks or [2, 3])
         self.generated_test_ks = list(generated_test_ks or range(2, 11))
         self.generated_train_rows, self.generated_test_rows = generated_train_rows, generated_test_rows
@@ -553,38 +550,20 @@ class ClutrrDataModule(LightningDataModule):
             )  # fmt: skip
         else:
             collate = ReasoningCollator(self._index, task_k, task_name)
-        if shuffle:  # training: shuffled by (seed, epoch), and an interrupted run resumes mid-epoch in order
-            return resumable_loader(
-                self,
-                rows,  # type: ignore[arg-type]  # a list is a map-style dataset
-                self.batch_size,
-                seed=self.seed,
-                num_workers=self.num_workers,
-                collate_fn=collate,
-            )
-        return DataLoader(
-            rows,  # type: ignore[arg-type]
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-        )
+        # training (shuffle): shuffled by (seed, epoch), and an interrupted run resumes mid-epoch in order
+        return self.loader(rows, train=shuffle, collate_fn=collate)  # type: ignore[arg-type]  # a list is a dataset
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> list[DataLoader]:
+    def split_loader(self, split: str) -> DataLoader | list[DataLoader]:
+        """Training and validation rows of the training file; one test loader per test file (its k and name)."""
+        if split == "train":
+            return self._loader(self.train_set, shuffle=True)
+        if split == "val":
+            return self._loader(self.val_set, shuffle=False)
         release = self.release
         return [
             self._loader(rows, shuffle=False, task_k=release.test_k[task], task_name=task)
             for task, rows in release.tests.items()
         ]
-
-    def predict_dataloader(self) -> list[DataLoader]:
-        return self.test_dataloader()
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return (

@@ -33,8 +33,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset
+
+from laart_lab.data.base import SPLITS, SplitDataModule
 
 __all__ = ["RecallDataModule", "RecallSpec", "recall_document", "RecallStreams"]
 
@@ -159,7 +160,7 @@ class RecallStreams(IterableDataset):
             }
 
 
-class RecallDataModule(LightningDataModule):
+class RecallDataModule(SplitDataModule):
     """The long-range recall task as stream-ordered windows (registered as ``recall``).
 
     Args:
@@ -189,16 +190,16 @@ class RecallDataModule(LightningDataModule):
         loss_on: LossOn = "values",
         seed: int = 0,
     ) -> None:
-        super().__init__()
         if loss_on not in ("values", "all"):
             raise ValueError(f"recall: loss_on must be 'values' or 'all', got {loss_on!r}")
         if min(batch_size, train_batches, val_batches, test_batches) < 1:
             raise ValueError("recall: batch_size, train_batches, val_batches and test_batches must be >= 1")
+        super().__init__(batch_size=batch_size, seed=seed)
         self.save_hyperparameters()
         self.spec = RecallSpec(
             num_keys, num_values, num_filler, pairs, queries_per_window, block_size, min_windows, max_windows
         )
-        self.batch_size, self.loss_on, self.seed = batch_size, loss_on, seed
+        self.loss_on = loss_on
         self.sizes = {"train": train_batches, "val": val_batches, "test": test_batches}
         self._train: RecallStreams | None = None
 
@@ -211,8 +212,10 @@ class RecallDataModule(LightningDataModule):
         """Accuracy of guessing a value uniformly: what a model without long-range memory can reach."""
         return 1.0 / self.spec.num_values
 
-    def _loader(self, split: str) -> DataLoader:
-        index = ("train", "val", "test").index(split)
+    def split_loader(self, split: str) -> DataLoader:
+        """Whole batches of stream-ordered windows (no sampler may reorder them): the training streams
+        are kept, so that their epoch counter (new documents every epoch) survives and resumes."""
+        index = SPLITS.index(split)
         dataset = RecallStreams(
             self.spec, self.batch_size, self.sizes[split], self.seed, index, self.loss_on, fixed=split != "train"
         )
@@ -222,19 +225,10 @@ class RecallDataModule(LightningDataModule):
             dataset = self._train
         return DataLoader(dataset, batch_size=None)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
     def state_dict(self) -> dict[str, Any]:
         return {"train_epoch": self._train.epoch if self._train is not None else 0}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._loader("train")
+        self.split_loader("train")
         assert self._train is not None
         self._train.epoch = int(state_dict.get("train_epoch", 0))

@@ -16,14 +16,19 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
+def world() -> tuple[int, int]:
+    """``(world size, rank)`` of this process: ``(1, 0)`` outside ``torch.distributed``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
 class SkippingSampler(DistributedSampler):
     """``DistributedSampler`` (shuffled by seed and epoch) that drops ``skip`` indices of epoch ``skip_epoch``."""
 
     def __init__(self, dataset: Dataset, seed: int, skip: int = 0, skip_epoch: int = 0, **kwargs: Any) -> None:
-        world, rank = (
-            (dist.get_world_size(), dist.get_rank()) if dist.is_available() and dist.is_initialized() else (1, 0)
-        )
-        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, **kwargs)
+        replicas, rank = world()
+        super().__init__(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=seed, **kwargs)
         self.skip, self.skip_epoch = skip, skip_epoch
 
     def __iter__(self) -> Iterator[int]:
@@ -37,7 +42,11 @@ class SkippingSampler(DistributedSampler):
 
 
 class ResumableLoader(DataLoader):
-    """Tells Lightning this loader resumes mid-epoch (its position comes from the trainer, so no state)."""
+    """A ``DataLoader`` that tells Lightning it resumes mid-epoch (its sampler skips what was consumed).
+
+    Its position is not stored here: the data module re-derives it from the restored trainer progress
+    (:func:`resume_position`) when it builds the loader, so the state is empty.
+    """
 
     def state_dict(self) -> dict[str, Any]:
         return {}

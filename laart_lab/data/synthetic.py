@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
-from laart_lab.data.resumable import resumable_loader
+from laart_lab.data.base import SplitDataModule
 
 
 def marked_token_examples(count: int, seq_len: int, num_symbols: int, seed: int) -> TensorDataset:
@@ -27,7 +26,7 @@ def marked_token_examples(count: int, seq_len: int, num_symbols: int, seed: int)
     return TensorDataset(tokens, labels)
 
 
-class MarkedTokenDataModule(LightningDataModule):
+class MarkedTokenDataModule(SplitDataModule):
     """Train/val/test splits of the marked-token task, each from its own seed."""
 
     def __init__(
@@ -40,36 +39,19 @@ class MarkedTokenDataModule(LightningDataModule):
         batch_size: int = 64,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, seed=seed)
         if num_symbols < 2 or seq_len < 1:
             raise ValueError(f"need num_symbols >= 2 and seq_len >= 1; got {num_symbols}, {seq_len}")
         self.save_hyperparameters()
-        self.num_symbols, self.seq_len, self.batch_size, self.seed = num_symbols, seq_len, batch_size, seed
+        self.num_symbols, self.seq_len = num_symbols, seq_len
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.splits: dict[str, TensorDataset] = {}
 
     def data_facts(self) -> dict[str, Any]:
         return {"vocab_size": 2 * self.num_symbols, "num_classes": self.num_symbols}
 
-    def setup(self, stage: str | None = None) -> None:
-        for offset, (split, size) in enumerate(self.sizes.items()):
-            if split not in self.splits:
-                self.splits[split] = marked_token_examples(
-                    size, self.seq_len, self.num_symbols, self.seed * 1000 + offset
-                )
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        # shuffled by (seed, epoch) and resumable mid-epoch: an interrupted run continues the same order
-        return resumable_loader(self, self.splits["train"], self.batch_size, seed=self.seed)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def make_splits(self) -> dict[str, Dataset]:
+        # split i is drawn from seed * 1000 + i; the training order is shuffled by (seed, epoch) (base class)
+        return {
+            split: marked_token_examples(size, self.seq_len, self.num_symbols, self.seed * 1000 + offset)
+            for offset, (split, size) in enumerate(self.sizes.items())
+        }

@@ -40,10 +40,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from laart_lab.data.base import SplitDataModule
+from laart_lab.data.resumable import ResumableLoader, resume_position, world
 from laart_lab.paths import data_path
 
 Tokenizer = Literal["char", "byte"]
@@ -210,18 +210,7 @@ class WindowSampler(DistributedSampler):
         return self.per_rank
 
 
-class WindowLoader(DataLoader):
-    """A ``DataLoader`` that tells Lightning it resumes mid-epoch (it does: see :class:`WindowSampler`).
-
-    Its position is not stored here: the data module re-derives it from the restored trainer
-    progress when it builds the loader, so the state is empty.
-    """
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        return None
+WindowLoader = ResumableLoader  #: the text module's name for the shared resumable loader (kept for imports)
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,7 +255,7 @@ def _decode(raw: bytes, path: Path) -> str:
 # --------------------------------------------------------------------------------------------
 # data module
 # --------------------------------------------------------------------------------------------
-class TextDataModule(LightningDataModule):
+class TextDataModule(SplitDataModule):
     """Language-modelling windows over a text file (see the module docstring for every option).
 
     Args:
@@ -300,7 +289,6 @@ class TextDataModule(LightningDataModule):
         num_workers: int = 0,
         cache_dir: str | None = None,
     ) -> None:
-        super().__init__()
         if tokenizer not in ("char", "byte"):
             raise ValueError(f"tokenizer must be 'char' or 'byte', got {tokenizer!r}")
         if split not in ("fraction", "enwik8"):
@@ -309,6 +297,8 @@ class TextDataModule(LightningDataModule):
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if block_size < 1 or batch_size < 1:
             raise ValueError(f"block_size and batch_size must be >= 1, got {block_size}, {batch_size}")
+        # persistent workers: window reads are pure functions of (seed, epoch, position), so nothing restarts
+        super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers, persistent_workers=True)
         self.save_hyperparameters()
         self.path = Path(path).expanduser() if path else data_path("tinyshakespeare", "input.txt")
         self.test_path = Path(test_path).expanduser() if test_path else None
@@ -316,13 +306,10 @@ class TextDataModule(LightningDataModule):
         self.split = split
         self.val_fraction = val_fraction
         self.block_size = block_size
-        self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.windows_per_epoch = windows_per_epoch
         self.stream_order = stream_order
         self.max_eval_windows = max_eval_windows
-        self.seed = seed
-        self.num_workers = num_workers
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.tokenizer: CharTokenizer | None = None
         self.tokens: dict[str, np.ndarray] = {}
@@ -444,25 +431,12 @@ class TextDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self._load()
 
-    def _world(self) -> tuple[int, int]:
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_world_size(), dist.get_rank()
-        return 1, 0
-
-    def _resume_position(self) -> tuple[int, int]:
-        """``(epoch, batches already consumed in it)`` when a resumed fit restarts mid-epoch."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 0, 0
-        loop = trainer.fit_loop
-        return int(loop.epoch_progress.current.processed), int(loop.epoch_loop.batch_progress.current.processed)
-
     def _loader(
         self, split: str, order: Order, batch_size: int, windows_per_epoch: int, skip: tuple[int, int] = (0, 0)
     ) -> DataLoader:
-        world, rank = self._world()
+        replicas, rank = world()
         tokens = self.tokens[split]
-        n_streams = batch_size * world if order == "streams" else 1
+        n_streams = batch_size * replicas if order == "streams" else 1
         if order == "streams" and (len(tokens) - 1) // n_streams < self.block_size:
             raise TextDataError(
                 f"stream_order: the {split} split ({len(tokens)} tokens) is too short for {n_streams} streams of "
@@ -471,21 +445,25 @@ class TextDataModule(LightningDataModule):
         dataset = WindowDataset(tokens, self.block_size, order, seed=self.seed, n_streams=n_streams)
         epoch, batches = skip
         sampler = WindowSampler(
-            dataset, windows_per_epoch, batch_size, world, rank, skip=batches * batch_size, skip_epoch=epoch
+            dataset, windows_per_epoch, batch_size, replicas, rank, skip=batches * batch_size, skip_epoch=epoch
         )
-        return WindowLoader(
+        return ResumableLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def split_loader(self, split: str) -> DataLoader:
+        """Training: windows at hashed offsets (or streams), resumed where the trainer stopped; val/test:
+        sequential windows (or streams)."""
+        if split != "train":
+            return self._eval_loader(split)
         self._load()
         order: Order = "streams" if self.stream_order else "random"
         per_epoch = self.windows_per_epoch or max(len(self.tokens["train"]) // self.block_size, self.batch_size)
-        return self._loader("train", order, self.batch_size, per_epoch, skip=self._resume_position())
+        return self._loader("train", order, self.batch_size, per_epoch, skip=resume_position(self))
 
     def _eval_loader(self, split: str) -> DataLoader:
         self._load()
@@ -497,12 +475,6 @@ class TextDataModule(LightningDataModule):
         return self._loader(
             f"{split}_limited" if self.max_eval_windows is not None else split, order, self.eval_batch_size, 0
         )
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
 
     def snippet(self, length: int, split: str = "val") -> torch.Tensor:
         """The first ``length`` tokens of a split (a fixed snippet for samples and attention maps)."""

@@ -1,5 +1,6 @@
 """laart-ctm: a Continuous Thought Machine (Darlow et al., 2025) for laart_lab, as a third-party plugin.
 
+* :class:`laart_ctm.config.CTMConfig`: every CTM hyper-parameter, documented and checked once;
 * :class:`laart_ctm.core.ContinuousThoughtMachine`: the CTM core, a plain ``nn.Module``;
 * :class:`laart_ctm.reasoner.CTMReasoner`: the ``ctm`` reasoner (laart_lab's Reasoner contract);
 * :class:`laart_ctm.parity.ParityCTM` and :class:`laart_ctm.parity_data.ParityDataModule` (``parity``):

@@ -13,7 +13,8 @@ length. At each tick it
    ``1 - normalised entropy``.
 
 The core knows nothing of Lightning or of the task: callers embed their inputs as tokens
-``[B, N, d_input]`` and choose the prediction shape (``out_shape``: classes last). The laart_lab
+``[B, N, d_input]``, choose the prediction shape (``out_shape``: classes last) and pass the
+hyper-parameters as one :class:`laart_ctm.config.CTMConfig`. The laart_lab
 reasoner (:mod:`laart_ctm.reasoner`) and the parity model (:mod:`laart_ctm.parity`) both wrap it.
 """
 
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from laart_ctm.certainty import select_ticks, tick_certainty
+from laart_ctm.config import CTMConfig
 from laart_ctm.nlm import NeuronLevelModels
 from laart_ctm.synapse import make_synapse
 from laart_ctm.synchronisation import Synchronisation
@@ -65,90 +67,48 @@ class ContinuousThoughtMachine(nn.Module):
     Args:
         d_input: width of the input tokens the caller passes to :meth:`forward`.
         out_shape: prediction shape per tick, classes last (``[num_classes]`` or ``[positions, classes]``).
-        iterations: internal ticks ``T``.
-        d_model: number of neurons ``D``.
-        memory_length: pre-activation history ``M`` each neuron model reads.
-        heads: attention heads; ``d_attention`` must be divisible by it.
-        d_attention: width of the attention (keys, values, query and its output).
-        n_sync_out: neuron pairs whose synchronisation is the output representation.
-        n_sync_action: neuron pairs whose synchronisation forms the attention query.
-        self_pairs: how many of the pairs of each read-out pair a neuron with itself.
-        synapse_depth: 1 for an MLP synapse, > 1 for a U-Net synapse.
-        nlm_hidden: hidden width of each neuron's private MLP (0: a single private GLU layer).
-        nlm_init_gain: scale of the NLMs' initial weights (1: the paper's init; see
-            :class:`laart_ctm.nlm.NeuronLevelModels`).
-        dropout: dropout in synapse, NLMs and attention.
-        pairing_seed: seed of the random choice of synchronised neuron pairs.
-        action_decay_init, out_decay_init: initial decay rate r of every pair (the paper: 0, i.e. all ticks
-            weigh the same). A positive action decay makes the attention query follow recent ticks, which
-            helps tasks that must move their attention from token to token (parity).
+        config: every other hyper-parameter (:class:`laart_ctm.config.CTMConfig`, checked when it is made).
     """
 
-    def __init__(
-        self,
-        d_input: int,
-        out_shape: Sequence[int],
-        iterations: int = 16,
-        d_model: int = 128,
-        memory_length: int = 8,
-        heads: int = 4,
-        d_attention: int = 64,
-        n_sync_out: int = 64,
-        n_sync_action: int = 32,
-        self_pairs: int = 0,
-        synapse_depth: int = 1,
-        nlm_hidden: int = 8,
-        dropout: float = 0.0,
-        pairing_seed: int = 0,
-        action_decay_init: float = 0.0,
-        out_decay_init: float = 0.0,
-        nlm_init_gain: float = 1.0,
-    ) -> None:
+    def __init__(self, d_input: int, out_shape: Sequence[int], config: CTMConfig | None = None) -> None:
         super().__init__()
+        config = CTMConfig() if config is None else config
         out_shape = [int(size) for size in out_shape]
-        checks = {
-            "d_input": d_input >= 1,
-            "out_shape": len(out_shape) >= 1 and all(size >= 1 for size in out_shape),
-            "iterations": iterations >= 1,
-            "d_model": d_model >= 1,
-            "memory_length": memory_length >= 1,
-            "heads": heads >= 1 and d_attention % heads == 0,
-            "n_sync_out": n_sync_out >= 1,
-            "n_sync_action": n_sync_action >= 1,
-            "self_pairs": 0 <= self_pairs <= min(n_sync_out, n_sync_action),
-            "dropout": 0.0 <= dropout < 1.0,
-            "action_decay_init": 0.0 <= action_decay_init <= 15.0,
-            "out_decay_init": 0.0 <= out_decay_init <= 15.0,
-            "nlm_init_gain": nlm_init_gain > 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
+        if d_input < 1:
+            raise ValueError(f"ContinuousThoughtMachine: d_input must be >= 1; got {d_input}")
+        if not out_shape or min(out_shape) < 1:
             raise ValueError(
-                f"invalid ContinuousThoughtMachine arguments: {', '.join(bad)} (got d_input={d_input}, "
-                f"out_shape={out_shape}, iterations={iterations}, d_model={d_model}, "
-                f"memory_length={memory_length}, heads={heads}, d_attention={d_attention}, "
-                f"n_sync_out={n_sync_out}, n_sync_action={n_sync_action}, self_pairs={self_pairs}, "
-                f"dropout={dropout}, nlm_init_gain={nlm_init_gain}). Sizes must be >= 1, d_attention "
-                "divisible by heads, 0 <= self_pairs <= n_sync_*, 0 <= dropout < 1, decay inits in [0, 15], "
-                "nlm_init_gain > 0."
+                f"ContinuousThoughtMachine: out_shape must be sizes >= 1, classes last; got {out_shape}"
             )
-        self.iterations, self.d_model, self.memory_length = iterations, d_model, memory_length
+        self.config = config
+        self.iterations, self.d_model, self.memory_length = (
+            config.iterations,
+            config.d_model,
+            config.memory_length,
+        )
         self.out_shape = out_shape
 
+        d_model, d_attention = config.d_model, config.d_attention
         self.kv_proj = nn.Sequential(nn.Linear(d_input, d_attention), nn.LayerNorm(d_attention))
         self.sync_action = Synchronisation(
-            d_model, n_sync_action, self_pairs, pairing_seed, action_decay_init
+            d_model, config.n_sync_action, config.self_pairs, config.pairing_seed, config.action_decay_init
         )
-        self.sync_out = Synchronisation(d_model, n_sync_out, self_pairs, pairing_seed + 1, out_decay_init)
-        self.q_proj = nn.Linear(n_sync_action, d_attention)
-        self.attention = nn.MultiheadAttention(d_attention, heads, dropout=dropout, batch_first=True)
-        self.synapse = make_synapse(d_attention + d_model, d_model, synapse_depth, dropout)
-        self.neurons = NeuronLevelModels(d_model, memory_length, nlm_hidden, dropout, nlm_init_gain)
-        self.output = nn.Linear(n_sync_out, math.prod(out_shape))
+        self.sync_out = Synchronisation(
+            d_model, config.n_sync_out, config.self_pairs, config.pairing_seed + 1, config.out_decay_init
+        )
+        self.q_proj = nn.Linear(config.n_sync_action, d_attention)
+        self.attention = nn.MultiheadAttention(
+            d_attention, config.heads, dropout=config.dropout, batch_first=True
+        )
+        self.synapse = make_synapse(d_attention + d_model, d_model, config.synapse_depth, config.dropout)
+        self.neurons = NeuronLevelModels(
+            d_model, config.memory_length, config.nlm_hidden, config.dropout, config.nlm_init_gain
+        )
+        self.output = nn.Linear(config.n_sync_out, math.prod(out_shape))
 
         self.start_post = nn.Parameter(torch.empty(d_model).uniform_(-(d_model**-0.5), d_model**-0.5))
-        bound = (d_model + memory_length) ** -0.5
-        self.start_trace = nn.Parameter(torch.empty(d_model, memory_length).uniform_(-bound, bound))
+        bound = (d_model + config.memory_length) ** -0.5
+        self.start_trace = nn.Parameter(torch.empty(d_model, config.memory_length).uniform_(-bound, bound))
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> CTMOutput:
         """Think ``iterations`` ticks over ``tokens`` [B, N, d_input] (``mask`` bool [B, N]: real tokens)."""

@@ -17,7 +17,7 @@ Metrics (the prediction of an example is taken at its most-certain tick, or the 
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import Any, cast
 
 import torch
 from lightning.pytorch import LightningModule
@@ -26,6 +26,7 @@ from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from laart_ctm.certainty import certainty_loss, position_certainty
+from laart_ctm.config import CTMConfig, check_ctm_fields, with_ctm_fields
 from laart_ctm.core import ContinuousThoughtMachine, CTMOutput
 
 SPLITS = ("train", "val", "test")
@@ -33,12 +34,13 @@ TOKEN_ENCODINGS = ("additive", "joint")
 TICK_SELECTIONS = ("example", "position")
 
 
+@with_ctm_fields(CTMConfig)
 class ParityCTM(LightningModule):
     """Cumulative parity with a CTM. ``seq_len`` defaults to the data module's fact.
 
-    The CTM hyper-parameters are those of :class:`laart_ctm.core.ContinuousThoughtMachine`;
-    ``d_embed`` is the token width, ``lr``/``weight_decay``/``warmup_steps`` drive AdamW with a linear
-    warm-up followed by cosine decay over the trainer's total steps.
+    ``**ctm`` are the CTM's hyper-parameters, flat (``iterations=24, heads=8, ...``): the fields of
+    :class:`laart_ctm.config.CTMConfig`. ``d_embed`` is the token width; ``lr``/``weight_decay``/
+    ``warmup_steps`` drive AdamW with a linear warm-up, then cosine decay over the trainer's total steps.
 
     ``token_encoding``: ``"additive"`` embeds a bit as ``bit_embedding[bit] + position_embedding[i]``;
     ``"joint"`` looks up one learned vector per (position, bit value), so the value read from a token
@@ -55,28 +57,14 @@ class ParityCTM(LightningModule):
     def __init__(
         self,
         seq_len: int | None = None,
-        iterations: int = 16,
-        d_model: int = 128,
-        memory_length: int = 8,
-        heads: int = 4,
-        d_attention: int = 64,
         d_embed: int = 64,
-        n_sync_out: int = 64,
-        n_sync_action: int = 32,
-        self_pairs: int = 0,
-        synapse_depth: int = 1,
-        nlm_hidden: int = 8,
-        dropout: float = 0.0,
-        pairing_seed: int = 0,
-        action_decay_init: float = 0.0,
-        out_decay_init: float = 0.0,
-        nlm_init_gain: float = 1.0,
         predict_with: str = "certain",
         token_encoding: str = "additive",
         tick_selection: str = "example",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_steps: int = 200,
+        **ctm: Any,
     ) -> None:
         super().__init__()
         if seq_len is None or seq_len < 1:
@@ -98,7 +86,12 @@ class ParityCTM(LightningModule):
             raise ValueError(
                 f"ParityCTM: need lr > 0 and warmup_steps >= 0; got lr={lr}, warmup_steps={warmup_steps}"
             )
-        self.save_hyperparameters()
+        check_ctm_fields(CTMConfig, ctm, "ParityCTM")
+        config = CTMConfig(**ctm)  # written out: jsonargparse reads the flat fields off this call
+        self.save_hyperparameters()  # flat, as before CTMConfig; under LightningCLI also its `_class_path`
+        self.hparams.update(
+            config.as_dict()
+        )  # every CTM field, defaults included: plain values, not a dataclass
         self.seq_len, self.predict_with, self.token_encoding = seq_len, predict_with, token_encoding
         self.tick_selection = tick_selection
         if token_encoding == "additive":
@@ -108,25 +101,7 @@ class ParityCTM(LightningModule):
             self.position_embedding = nn.Parameter(torch.randn(seq_len, d_embed))
         else:  # "joint": one learned vector per (position, bit value), row 2 * position + bit
             self.token_embedding = nn.Embedding(2 * seq_len, d_embed)
-        self.ctm = ContinuousThoughtMachine(
-            d_input=d_embed,
-            out_shape=[seq_len, 2],
-            iterations=iterations,
-            d_model=d_model,
-            memory_length=memory_length,
-            heads=heads,
-            d_attention=d_attention,
-            n_sync_out=n_sync_out,
-            n_sync_action=n_sync_action,
-            self_pairs=self_pairs,
-            synapse_depth=synapse_depth,
-            nlm_hidden=nlm_hidden,
-            dropout=dropout,
-            pairing_seed=pairing_seed,
-            action_decay_init=action_decay_init,
-            out_decay_init=out_decay_init,
-            nlm_init_gain=nlm_init_gain,
-        )
+        self.ctm = ContinuousThoughtMachine(d_embed, [seq_len, 2], config)
         self.acc = nn.ModuleDict({f"{split}_acc": MulticlassAccuracy(2, average="micro") for split in SPLITS})
         self.seq_acc = nn.ModuleDict({f"{split}_seq_acc": MeanMetric() for split in SPLITS})
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from laart_lab.data.resumable import resumable_loader
-from lightning.pytorch import LightningDataModule
+from laart_lab.data.base import SplitDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 MAX_PACKED_BITS = 62
 
@@ -50,8 +49,11 @@ def sample_bits(count: int, length: int, generator: torch.Generator, exclude: Te
         bits[clash] = torch.randint(0, 2, (int(clash.sum()), length), generator=generator)
 
 
-class ParityDataModule(LightningDataModule):
-    """Batches ``(bits long[B, L], cumulative parity long[B, L])``; ``seq_len`` is a data fact."""
+class ParityDataModule(SplitDataModule):
+    """Batches ``(bits long[B, L], cumulative parity long[B, L])``; ``seq_len`` is a data fact.
+
+    The loaders are laart_lab's :class:`~laart_lab.data.base.SplitDataModule`'s.
+    """
 
     def __init__(
         self,
@@ -63,7 +65,6 @@ class ParityDataModule(LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
         if seq_len < 1:
             raise ValueError(f"parity: seq_len must be >= 1 (the CTM paper uses 16/32/64); got {seq_len}")
         for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
@@ -71,38 +72,24 @@ class ParityDataModule(LightningDataModule):
                 raise ValueError(f"parity: {name} must be >= 1; got {value}")
         if batch_size < 1:
             raise ValueError(f"parity: batch_size must be >= 1; got {batch_size}")
+        super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
         self.save_hyperparameters()
-        self.seq_len, self.batch_size, self.seed, self.num_workers = seq_len, batch_size, seed, num_workers
+        self.seq_len = seq_len
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.splits: dict[str, TensorDataset] = {}
 
     def data_facts(self) -> dict[str, Any]:
         return {"seq_len": self.seq_len}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def make_splits(self) -> dict[str, Dataset]:
         generator = torch.Generator().manual_seed(self.seed)
         held_out = {
             split: sample_bits(self.sizes[split], self.seq_len, generator) for split in ("val", "test")
         }
         train = sample_bits(self.sizes["train"], self.seq_len, generator, torch.cat(list(held_out.values())))
-        for split, bits in {"train": train, **held_out}.items():
-            self.splits[split] = TensorDataset(bits, cumulative_parity(bits))
+        splits = {"train": train, **held_out}
+        return {split: TensorDataset(bits, cumulative_parity(bits)) for split, bits in splits.items()}
 
-    def _loader(self, split: str) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.batch_size, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        # order = f(seed, epoch), and a run resumed from an interrupt checkpoint continues mid-epoch
-        train, workers = self.splits["train"], self.num_workers
-        return resumable_loader(self, train, self.batch_size, self.seed, num_workers=workers, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def split_loader(self, split: str) -> DataLoader:
+        # the base's loaders (training: order = f(seed, epoch), resumable mid-epoch); training drops the
+        # last partial batch
+        return self.loader(self.splits[split], train=split == "train", drop_last=split == "train")

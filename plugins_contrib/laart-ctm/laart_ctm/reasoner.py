@@ -16,12 +16,14 @@ The returned :class:`~laart_lab.components.ReasonerOutput` carries
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from laart_lab.components import Reasoner, ReasonerOutput, ReasoningBatch
 from torch import Tensor, nn
 
 from laart_ctm.certainty import certainty_loss
+from laart_ctm.config import CTMReasonerConfig, check_ctm_fields, with_ctm_fields
 from laart_ctm.core import ContinuousThoughtMachine
 
 
@@ -35,13 +37,18 @@ def sinusoidal_positions(length: int, width: int) -> Tensor:
     return codes
 
 
+@with_ctm_fields(CTMReasonerConfig)
 class CTMReasoner(Reasoner):
     """A Continuous Thought Machine over the query path's relations.
 
-    Args (besides ``num_relations``, given by the model): ``d_embed`` is the relation-token width,
-    ``max_path_length`` the longest path accepted, ``predict_with`` the tick whose answer is the
-    prediction (``certain`` or ``last``); the rest are
-    :class:`laart_ctm.core.ContinuousThoughtMachine`'s.
+    Args:
+        num_relations: the relation vocabulary (given by the model).
+        d_embed: width of the relation tokens (even: half sine, half cosine position code).
+        max_path_length: the longest path accepted.
+        predict_with: the tick whose answer is the prediction (``certain`` or ``last``).
+        **ctm: the CTM's hyper-parameters, flat (``iterations=12, heads=4, ...``): the fields of
+            :class:`laart_ctm.config.CTMReasonerConfig` (:class:`~laart_ctm.config.CTMConfig` with 12 ticks
+            and a 6-step history by default).
     """
 
     positions: Tensor  #: [max_path_length, d_embed] fixed position codes (buffer)
@@ -49,23 +56,10 @@ class CTMReasoner(Reasoner):
     def __init__(
         self,
         num_relations: int,
-        iterations: int = 12,
-        d_model: int = 128,
-        memory_length: int = 6,
-        heads: int = 4,
-        d_attention: int = 64,
         d_embed: int = 64,
-        n_sync_out: int = 64,
-        n_sync_action: int = 32,
-        self_pairs: int = 0,
-        synapse_depth: int = 1,
-        nlm_hidden: int = 8,
-        dropout: float = 0.0,
-        pairing_seed: int = 0,
-        action_decay_init: float = 0.0,
-        out_decay_init: float = 0.0,
         max_path_length: int = 64,
         predict_with: str = "certain",
+        **ctm: Any,
     ) -> None:
         super().__init__(num_relations)
         if predict_with not in ("certain", "last"):
@@ -75,27 +69,12 @@ class CTMReasoner(Reasoner):
                 "ctm reasoner: d_embed must be even and >= 2, max_path_length >= 1; "
                 f"got {d_embed}, {max_path_length}"
             )
+        check_ctm_fields(CTMReasonerConfig, ctm, "ctm reasoner")
+        config = CTMReasonerConfig(**ctm)  # written out: jsonargparse reads the flat fields off this call
         self.predict_with, self.max_path_length = predict_with, max_path_length
         self.relation_embedding = nn.Embedding(num_relations, d_embed)
         self.register_buffer("positions", sinusoidal_positions(max_path_length, d_embed), persistent=False)
-        self.ctm = ContinuousThoughtMachine(
-            d_input=d_embed,
-            out_shape=[num_relations],
-            iterations=iterations,
-            d_model=d_model,
-            memory_length=memory_length,
-            heads=heads,
-            d_attention=d_attention,
-            n_sync_out=n_sync_out,
-            n_sync_action=n_sync_action,
-            self_pairs=self_pairs,
-            synapse_depth=synapse_depth,
-            nlm_hidden=nlm_hidden,
-            dropout=dropout,
-            pairing_seed=pairing_seed,
-            action_decay_init=action_decay_init,
-            out_decay_init=out_decay_init,
-        )
+        self.ctm = ContinuousThoughtMachine(d_embed, [num_relations], config)
 
     def forward(self, batch: ReasoningBatch) -> ReasonerOutput:
         length = batch.path.shape[1]

@@ -15,16 +15,15 @@ from laart_ctm.certainty import (
     select_ticks,
     tick_certainty,
 )
+from laart_ctm.config import CTMConfig
 from laart_ctm.core import ContinuousThoughtMachine
 from laart_ctm.nlm import NeuronLevelModels, PerNeuronLinear
 from laart_ctm.synapse import SynapseMLP, SynapseUNet, make_synapse
 from laart_ctm.synchronisation import Synchronisation
 
 
-def small_ctm(**overrides) -> ContinuousThoughtMachine:
+def small_ctm(d_input: int = 6, out_shape: list[int] | None = None, **overrides) -> ContinuousThoughtMachine:
     args = dict(
-        d_input=6,
-        out_shape=[5],
         iterations=4,
         d_model=10,
         memory_length=3,
@@ -36,7 +35,9 @@ def small_ctm(**overrides) -> ContinuousThoughtMachine:
     )
     args.update(overrides)
     torch.manual_seed(0)
-    return ContinuousThoughtMachine(**args).eval()
+    return ContinuousThoughtMachine(
+        d_input, [5] if out_shape is None else out_shape, CTMConfig(**args)
+    ).eval()
 
 
 def test_shapes_and_ticks_independent_of_input_length() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,18 @@ def test_tick_selection_position_reads_each_running_parity_at_its_own_most_certa
     assert torch.equal(per_example.eval().answer(output), output.logits[torch.arange(4), ticks])
     with pytest.raises(ValueError, match="tick_selection"):
         ParityCTM(seq_len=5, tick_selection="tick", **TINY)
+
+
+def test_parity_batches_are_those_of_before_the_shared_data_base() -> None:
+    """Fingerprints of the first two batches of each split, computed with ParityDataModule's own loaders
+    (main at bab6ac0, before it used laart_lab.data.base): the data order must not change."""
+
+    def digest(loader) -> str:
+        batches = [torch.stack(batch) for _, batch in zip(range(2), loader)]
+        return hashlib.sha256(torch.stack(batches).numpy().tobytes()).hexdigest()[:16]
+
+    data = ParityDataModule(seq_len=6, train_size=100, val_size=20, test_size=20, batch_size=8, seed=4)
+    data.setup("fit")
+    found = {name: digest(getattr(data, f"{name}_dataloader")()) for name in ("train", "val", "test")}
+    assert found == {"train": "e4042d3dacd270d6", "val": "417f9892ac81bdb0", "test": "3a363c1d7b2f49fe"}
+    assert len(data.train_dataloader()) == 100 // 8  # the last partial training batch is dropped

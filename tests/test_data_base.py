@@ -1,0 +1,204 @@
+"""The shared data-module plumbing (:mod:`laart_lab.data.base`) keeps every module's data exactly as it was.
+
+The fingerprints below were computed from the code *before* the loader plumbing moved into the shared
+base (commit ac61601 on main): the first batches of every split, the train/validation split ids, and the
+first batch of a run resumed mid-epoch, for each data module at a fixed seed. They pin data order, split
+contents and resume behaviour; a change to any of them is a change of the data a run trains on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from itertools import islice
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import LightningDataModule
+
+from laart_lab.data.clutrr import ClutrrDataModule
+from laart_lab.data.recall import RecallDataModule
+from laart_lab.data.synthetic import MarkedTokenDataModule
+from laart_lab.data.text import TextDataModule
+
+# not periodic, so that windows at different offsets differ (random.Random's choices are stable across versions)
+TEXT = "".join(random.Random(0).choices("abcdefgh ij\n", k=2400))
+
+
+def fingerprint(value: Any) -> str:
+    """A short hash of a batch (tensors by dtype, shape and bytes; lists, dicts and plain values by repr)."""
+    digest = hashlib.sha256()
+
+    def feed(item: Any) -> None:
+        if isinstance(item, torch.Tensor):
+            digest.update(f"{item.dtype}{tuple(item.shape)}".encode())
+            digest.update(item.contiguous().numpy().tobytes())
+        elif isinstance(item, dict):
+            for key in sorted(item):
+                digest.update(str(key).encode())
+                feed(item[key])
+        elif isinstance(item, (list, tuple)):
+            digest.update(f"[{len(item)}".encode())
+            for element in item:
+                feed(element)
+        elif hasattr(item, "__dataclass_fields__"):
+            feed({name: getattr(item, name) for name in item.__dataclass_fields__})
+        else:
+            digest.update(repr(item).encode())
+
+    feed(value)
+    return digest.hexdigest()[:16]
+
+
+def resumed_at(module: LightningDataModule, epoch: int, batches: int) -> None:
+    """Attach a stand-in trainer whose fit loop stopped after ``batches`` batches of ``epoch``."""
+    progress = SimpleNamespace(
+        epoch_progress=SimpleNamespace(current=SimpleNamespace(processed=epoch)),
+        epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(current=SimpleNamespace(processed=batches))),
+    )
+    module.trainer = SimpleNamespace(fit_loop=progress)  # type: ignore[assignment]
+
+
+def set_epoch(loader: Any, epoch: int) -> None:
+    """What Lightning's fit loop does at the start of every epoch: tell the loader's sampler the epoch."""
+    for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+
+def first(loader: Any, count: int = 2) -> list[Any]:
+    torch.manual_seed(0)  # what seed_everything does: CLUTRR's text view draws training entity slots from it
+    return list(islice(iter(loader), count))
+
+
+def fingerprints(module: LightningDataModule) -> dict[str, str]:
+    """First train/val/test batches, fresh and resumed at epoch 1 after 2 batches."""
+    module.setup("fit")
+    test = module.test_dataloader()
+    found = {
+        "train": fingerprint(first(module.train_dataloader())),
+        "val": fingerprint(first(module.val_dataloader())),
+        "test": fingerprint([first(loader) for loader in test] if isinstance(test, list) else first(test)),
+    }
+    resumed_at(module, epoch=1, batches=2)
+    resumed = module.train_dataloader()
+    set_epoch(resumed, 1)
+    found["resumed"] = fingerprint(first(resumed))
+    return found
+
+
+def test_marked_token_batches_are_unchanged() -> None:
+    module = MarkedTokenDataModule(train_size=64, val_size=32, test_size=32, batch_size=8, seed=3)
+    assert fingerprints(module) == PINNED["marked_token"]
+
+
+def test_recall_batches_are_unchanged() -> None:
+    module = RecallDataModule(
+        batch_size=4, train_batches=6, val_batches=3, test_batches=3, block_size=32, queries_per_window=8, seed=2
+    )
+    assert fingerprints(module) == PINNED["recall"]
+
+
+@pytest.mark.parametrize("stream_order", [False, True])
+def test_text_batches_are_unchanged(tmp_path: Path, stream_order: bool) -> None:
+    path = tmp_path / "input.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    module = TextDataModule(
+        path=str(path), cache_dir=str(tmp_path / "cache"), block_size=16, batch_size=4, seed=5,
+        stream_order=stream_order,
+    )  # fmt: skip
+    assert fingerprints(module) == PINNED[f"text_streams={stream_order}"]
+
+
+@pytest.mark.parametrize("view", ["graph", "text"])
+def test_clutrr_split_and_batches_are_unchanged(view: str) -> None:
+    module = ClutrrDataModule(
+        source="generated", generated_train_rows=120, generated_test_rows=10, generated_test_ks=[2, 4],
+        batch_size=16, seed=1, view=view,
+    )  # fmt: skip
+    found = fingerprints(module)
+    found["split_ids"] = fingerprint([[e.id for e in module.train_set], [e.id for e in module.val_set]])
+    assert found == PINNED[f"clutrr_{view}"]
+
+
+PINNED: dict[str, dict[str, str]] = {  # computed with the code before the refactor (see the module docstring)
+    "marked_token": {
+        "train": "668be830bc3b1104",
+        "val": "6f0a129f0549d9f4",
+        "test": "7781e3cd742dba4b",
+        "resumed": "e1297d31f6f1a9d2",
+    },
+    "recall": {
+        "train": "6b86160b0b4af7d3",
+        "val": "985a97a158dc9365",
+        "test": "a59fc54e299b6ebf",
+        "resumed": "fd098aacf9941f3d",
+    },
+    "text_streams=False": {
+        "train": "c44c85579703819e",
+        "val": "e388936817147760",
+        "test": "e388936817147760",
+        "resumed": "33c308cc2d1e63b1",
+    },
+    "text_streams=True": {
+        "train": "b72437c326116695",
+        "val": "6a56ebdd5383efd4",
+        "test": "6a56ebdd5383efd4",
+        "resumed": "051a9d540eb6d7d9",
+    },
+    "clutrr_graph": {
+        "train": "210f9a47d22b32c6",
+        "val": "b6f7d4fe15f5b655",
+        "test": "ea74f586b9aeaa45",
+        "resumed": "6bfee0e74c0e4192",
+        "split_ids": "613b422a8c0b1868",
+    },
+    "clutrr_text": {
+        "train": "0ab3783a6d604fe9",
+        "val": "d0cf180028754edf",
+        "test": "0472d193c62bbdcc",
+        "resumed": "c67f7a4bc7ec5782",
+        "split_ids": "613b422a8c0b1868",
+    },
+}
+
+
+def _resumable_modules(tmp_path: Path) -> list[LightningDataModule]:
+    path = tmp_path / "input.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return [
+        MarkedTokenDataModule(train_size=64, val_size=32, test_size=32, batch_size=8, seed=3),
+        TextDataModule(path=str(path), cache_dir=str(tmp_path / "cache"), block_size=16, batch_size=4, seed=5),
+        ClutrrDataModule(source="generated", generated_train_rows=120, generated_test_rows=10, batch_size=16),
+    ]
+
+
+def test_a_resumed_epoch_continues_the_uninterrupted_order(tmp_path: Path) -> None:
+    for module in _resumable_modules(tmp_path):
+        module.setup("fit")
+        resumed_at(module, epoch=1, batches=0)
+        uninterrupted = module.train_dataloader()
+        set_epoch(uninterrupted, 1)
+        expected = first(uninterrupted, 5)[2:]
+        resumed_at(module, epoch=1, batches=2)
+        resumed = module.train_dataloader()
+        set_epoch(resumed, 1)
+        assert len(resumed) == len(uninterrupted)  # Lightning counts the resumed epoch from its restored progress
+        assert fingerprint(first(resumed, 3)) == fingerprint(expected), type(module).__name__
+
+
+def test_worker_settings_reach_every_loader(tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    text = TextDataModule(path=str(path), cache_dir=str(tmp_path / "cache"), block_size=16, num_workers=2)
+    clutrr = ClutrrDataModule(source="generated", generated_train_rows=60, generated_test_rows=5, num_workers=2)
+    for module, persistent in ((text, True), (clutrr, False)):
+        module.setup("fit")
+        test = module.test_dataloader()
+        loaders = [module.train_dataloader(), module.val_dataloader(), *(test if isinstance(test, list) else [test])]
+        assert [(loader.num_workers, loader.persistent_workers) for loader in loaders] == [(2, persistent)] * len(
+            loaders
+        )
