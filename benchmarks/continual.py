@@ -19,7 +19,8 @@ growth) and wall time. Nothing here is tuned on test: every arm's settings are t
 JSON holds the validation matrices next to the test ones.
 
 Runs go two at a time (``--jobs``, one thread each); with ``--lock PATH`` each pair holds that flock
-only while it runs, so the machine's shared CPU lock is never held long. Per-run JSON goes to
+only while it runs (``--lock-hold S``: further pairs too, while the whole hold would stay under S seconds),
+so the machine's shared CPU lock is never held long. Per-run JSON goes to
 ``<work-dir>/continual_runs/`` (TensorBoard logs: ``<work-dir>/continual_tb/``) and finished runs are
 not repeated when the command is run again.
 
@@ -364,8 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--lock", default=None, help="flock file held while each group of --jobs runs trains")
+    parser.add_argument(
+        "--lock-hold",
+        type=float,
+        default=0.0,
+        help="keep the lock for the next group while the whole hold would stay under this many seconds",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny stages, for a quick check of every code path")
     parser.add_argument("--rerun", action="store_true", help="repeat runs whose JSON already exists")
+    parser.add_argument(
+        "--summary-only", action="store_true", help="train nothing: summarise the per-run JSON already in --work-dir"
+    )
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
     work_dir = Path(args.work_dir or args.out_dir)
@@ -392,15 +402,23 @@ def main(argv: list[str] | None = None) -> int:
         path = work_dir / "continual_runs" / f"{job['stream']}_{job['arm']}_seed{job['seed']}{tag}.json"
         if path.exists() and not args.rerun:
             done.append(json.loads(path.read_text()))
-        else:
+        elif not args.summary_only:
             todo.append(job)
     start = time.perf_counter()
     if todo:
         context = mp.get_context("spawn")  # fresh interpreters: no torch thread pool inherited from this one
+        # the slow arm (kv_memory, ~2x a step) last: its runs pair with each other, not with a run half as long
+        todo.sort(key=lambda job: job["arm"] == "kv_memory")
+        groups = [todo[i : i + max(1, args.jobs)] for i in range(0, len(todo), max(1, args.jobs))]
         with context.Pool(max(1, min(args.jobs, len(todo)))) as pool:
-            for i in range(0, len(todo), max(1, args.jobs)):
+            while groups:
                 with cpu_lock(args.lock):
-                    done += pool.map(run_one, todo[i : i + max(1, args.jobs)], chunksize=1)
+                    # keep the lock for further groups while the hold stays under --lock-hold seconds
+                    held, last = time.perf_counter(), 0.0
+                    while groups and (not last or time.perf_counter() - held + last <= args.lock_hold):
+                        began = time.perf_counter()
+                        done += pool.map(run_one, groups.pop(0), chunksize=1)
+                        last = time.perf_counter() - began
     report: dict[str, Any] = {"args": vars(args), "seconds": round(time.perf_counter() - start, 1), "streams": {}}
     for stream in args.streams:
         results = [r for r in done if r["stream"] == stream]

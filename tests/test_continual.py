@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -281,12 +280,11 @@ def test_callbacks_need_a_staged_data_module(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- benchmark
 @pytest.mark.slow
-def test_benchmark_smoke(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import continual as bench
-    finally:
-        sys.path.pop(0)
+def test_benchmark_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # kept on sys.path for the whole test: the benchmark's spawned workers import it by name
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import continual as bench
+
     assert bench.main(["--smoke", "--out-dir", str(tmp_path), "--jobs", "2"]) == 0
     for stream, arms in bench.ARMS.items():
         report = json.loads((tmp_path / f"continual_{stream}_smoke.json").read_text())
