@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
 
-from laart_lab.callbacks._tensorboard import tensorboard_writer
+from laart_lab.callbacks._tensorboard import TensorBoardCallback, tensorboard_writer
 
 
-class BoxVolumeStats(Callback):
+class BoxVolumeStats(TensorBoardCallback):
+    tensorboard_output = "the log-volume histogram (the scalars go to every logger)"
+
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         reasoner: Any = getattr(pl_module, "reasoner", None)
         if trainer.sanity_checking or not hasattr(reasoner, "box_log_volumes"):

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
 
-from laart_lab.callbacks._tensorboard import tensorboard_writer
+from laart_lab.callbacks._tensorboard import TensorBoardCallback, tensorboard_writer
 
 
 def composition_figure(table: torch.Tensor, labels: list[str], num_named: int):
@@ -46,13 +47,16 @@ def composition_figure(table: torch.Tensor, labels: list[str], num_named: int):
     return figure
 
 
-class CompositionTableImage(Callback):
+class CompositionTableImage(TensorBoardCallback):
     """Log the composition table as an image every ``every_n_epochs`` validations."""
+
+    tensorboard_output = "the composition-table image"
 
     def __init__(self, every_n_epochs: int = 1) -> None:
         super().__init__()
         self.every_n_epochs = every_n_epochs
 
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         reasoner: Any = getattr(pl_module, "reasoner", None)
         writer = tensorboard_writer(trainer)

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
 
-from laart_lab.callbacks._tensorboard import tensorboard_writer
+from laart_lab.callbacks._tensorboard import TensorBoardCallback, tensorboard_writer
 
 
-class InventedRelations(Callback):
+class InventedRelations(TensorBoardCallback):
+    tensorboard_output = "the listing of invented relations (the count goes to every logger)"
+
     def __init__(self, min_confidence: float = 0.5) -> None:
         super().__init__()
         self.min_confidence = min_confidence
 
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         reasoner: Any = getattr(pl_module, "reasoner", None)
         if trainer.sanity_checking or not hasattr(reasoner, "invented_relations"):

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import Timer
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from laart_lab.components.attention import AttentionFactory, CachedKeysDecodingState
+from laart_lab.components.attention import AttentionFactory
 from laart_lab.components.memory import MemoryFactory
 from laart_lab.models.transformer import DecodingCache, MlpKind, NormKind, PositionKind, TransformerStack
 
@@ -366,7 +366,7 @@ class CharLM(LightningModule):
         self.stack.reset_memory(None)
         if window == -1:
             window = self.hparams.get("block_size")
-        recurrent = not isinstance(self.stack.init_decoding().states[0], CachedKeysDecodingState)
+        recurrent = self.stack.init_decoding().recurrent  # declared by each layer's DecodingState
         history = list(prompt)
         cache, logits = self._prefill(history[-window:] if window and not recurrent else history)
         try:
