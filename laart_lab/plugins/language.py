@@ -8,6 +8,7 @@ from laart_lab.hookspecs import RegisterComponent, hookimpl
 @hookimpl
 def register_datamodule(register: RegisterComponent) -> None:
     register("text", "laart_lab.data.text:TextDataModule")
+    register("continual_text", "laart_lab.data.continual:ContinualTextDataModule")
 
 
 @hookimpl

@@ -15,6 +15,8 @@ def register_memory(register: RegisterComponent) -> None:
 @hookimpl
 def register_callback(register: RegisterComponent) -> None:
     register("concept_growth", "laart_lab.callbacks.concept_growth:ConceptGrowth")
+    register("continual_matrix", "laart_lab.callbacks.continual:ContinualMatrix")
+    register("stage_concept_growth", "laart_lab.callbacks.continual:StageConceptGrowth")
 
 
 @hookimpl

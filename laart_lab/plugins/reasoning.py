@@ -26,6 +26,7 @@ def register_reasoner(register: RegisterComponent) -> None:
 @hookimpl
 def register_datamodule(register: RegisterComponent) -> None:
     register("clutrr", "laart_lab.data.clutrr:ClutrrDataModule")
+    register("continual_kinship", "laart_lab.data.continual:ContinualKinshipDataModule")
 
 
 @hookimpl

@@ -265,6 +265,10 @@ class SLRM(Reasoner):
         unattested_penalty: in evaluation, a log-penalty on *named* results of pairs never seen as a
             whole two-relation training path (a closed-world reading of the data: a composition is
             trusted to have a name when the data named it); 0 disables it.
+        initial_concepts: make the invented concepts growable: only the first ``initial_concepts`` of the
+            ``num_concepts`` slots are active (compositions cannot be assigned to inactive ones);
+            :meth:`grow_concepts`, :meth:`merge_concepts` and :meth:`retire_concepts` change the set (the
+            ``stage_concept_growth`` callback calls them). ``None`` (default): all slots, always active.
     """
 
     def __init__(
@@ -279,6 +283,7 @@ class SLRM(Reasoner):
         unnamed_prior: float = 1.0,
         reduction: str = "soft",
         unattested_penalty: float = 5.0,
+        initial_concepts: int | None = None,
     ) -> None:
         super().__init__(num_relations)
         if reduction not in ("soft", "viterbi"):
@@ -299,6 +304,13 @@ class SLRM(Reasoner):
         # how often each pair was seen as a whole two-relation path in training (saved in checkpoints)
         self.pair_evidence: Tensor
         self.register_buffer("pair_evidence", torch.zeros(n, n))
+        # growable concepts only: a buffer (saved in checkpoints) that older checkpoints do not have
+        self.concept_active: Tensor | None = None
+        if initial_concepts is not None:
+            if not 0 <= initial_concepts <= num_concepts:
+                raise ValueError(f"initial_concepts must be in 0..num_concepts={num_concepts}, got {initial_concepts}")
+            del self.concept_active
+            self.register_buffer("concept_active", torch.arange(num_concepts) < initial_concepts)
 
     # ---- geometry ------------------------------------------------------------------------------
     @property
@@ -321,7 +333,11 @@ class SLRM(Reasoner):
         xe = x.unsqueeze(-2)  # [..., 1, d]
         log_inter = log_volume(intersection(xe, boxes, self.beta), self.beta)  # [..., N]
         agreement = 2 * log_inter - log_volume(xe, self.beta) - log_volume(boxes, self.beta)
-        return self.log_scale.exp() * agreement
+        logits = self.log_scale.exp() * agreement
+        if self.concept_active is not None:  # inactive concepts get (numerically) zero assignment
+            active = torch.cat([self.concept_active.new_ones(self.num_relations), self.concept_active])
+            logits = logits.masked_fill(~active, -1e4)
+        return logits
 
     def composition_tensor(self) -> Tensor:
         """``T [N, N, N]``: ``T[a, b, c]`` = probability that relation a then b composes to c."""
@@ -436,6 +452,68 @@ class SLRM(Reasoner):
     def consistency(self, output: ReasonerOutput, conclusion: Tensor) -> Tensor:
         """Box containment of ``conclusion`` in the composed premises (the SLRM's verifier, see :meth:`score`)."""
         return self.score_distribution(output.extras["dist"].detach(), conclusion)
+
+    # ---- growable concepts (``initial_concepts``) -------------------------------------------------
+    @property
+    def num_active_concepts(self) -> int:
+        return self.num_concepts if self.concept_active is None else int(self.concept_active.sum())
+
+    def _growable(self) -> Tensor:
+        if self.concept_active is None:
+            raise ValueError("this SLRM's concepts are fixed: build it with initial_concepts to grow or merge them")
+        return self.concept_active
+
+    @torch.no_grad()
+    def grow_concepts(self, n: int) -> Tensor:
+        """Activate up to ``n`` free concept slots with fresh random boxes; return their box indices."""
+        active = self._growable()
+        free = (~active).nonzero().flatten()[: max(0, n)]
+        rows = free + self.num_relations
+        if len(rows):
+            self.box_min[rows] = torch.rand(len(rows), self.dim, device=self.box_min.device) * 0.5
+            self.box_log_side[rows] = math.log(0.5) + 0.1 * torch.randn(len(rows), self.dim, device=self.box_min.device)
+            active[free] = True
+        return rows
+
+    @torch.no_grad()
+    def concept_usage(self) -> Tensor:
+        """Per concept slot ``[num_concepts]``: how many named pairs the table sends there (argmax)."""
+        table = self.composition_tensor()[: self.num_relations, : self.num_relations]
+        result = table.argmax(-1).flatten() - self.num_relations
+        result = result[result >= 0]
+        return torch.bincount(result, minlength=self.num_concepts)
+
+    @torch.no_grad()
+    def merge_concepts(self, threshold: float = 0.9) -> list[tuple[int, int]]:
+        """Fold active concepts whose boxes contain each other (both ways, normalised score > ``threshold``)
+        into the more used one (the other is deactivated: what went to it now goes to its twin).
+        Returns ``(kept, dropped)`` concept indices."""
+        active = self._growable()
+        boxes = self.boxes()
+        n = self.num_relations
+        contained = conditional(boxes.unsqueeze(1), boxes.unsqueeze(0), self.beta)  # [N, N]: P(row | column)
+        self_containment = conditional(boxes, boxes, self.beta)
+        score = (contained / self_containment.unsqueeze(0)).clamp(0.0, 1.0)
+        mutual = torch.minimum(score, score.T)[n:, n:]
+        usage = self.concept_usage()
+        merged = []
+        for i in range(self.num_concepts):
+            for j in range(i + 1, self.num_concepts):
+                if active[i] and active[j] and float(mutual[i, j]) > threshold:
+                    keep, drop = (i, j) if usage[i] >= usage[j] else (j, i)
+                    active[drop] = False
+                    merged.append((keep, drop))
+        return merged
+
+    @torch.no_grad()
+    def retire_concepts(self, min_usage: int = 1) -> list[int]:
+        """Deactivate active concepts that fewer than ``min_usage`` named pairs compose to; return them."""
+        active = self._growable()
+        usage = self.concept_usage()
+        retired = [j for j in range(self.num_concepts) if active[j] and int(usage[j]) < min_usage]
+        for j in retired:
+            active[j] = False
+        return retired
 
     # ---- inspection ----------------------------------------------------------------------------
     @torch.no_grad()
