@@ -234,6 +234,7 @@ class Registry:
         self.plugins: list[PluginRecord] = list(plugins)
         self._components: dict[tuple[str, str], ComponentEntry] = {}
         self._aliases: dict[tuple[str, str], Alias] = {}
+        self._warned: set[tuple[str, str]] = set()  # each old name warns once per process, not per lookup
         self._recipe_dirs: list[tuple[Path, PluginRecord]] = []
         self._collect()
 
@@ -353,12 +354,14 @@ class Registry:
                     f"{ref!r} is kept as an old name of the {kind} {alias.name!r} (plugin {alias.plugin!r}), "
                     f"which no plugin registers. {self.unknown_message(kind, alias.name, suggest=False)}"
                 )
-            warnings.warn(
-                f"{kind} {ref!r} is a deprecated name of {alias.name!r} ({entry.class_path}); "
-                f"write `class_path: {alias.name}` in the recipe",
-                DeprecatedNameWarning,
-                stacklevel=3,
-            )
+            if (kind, ref) not in self._warned:
+                self._warned.add((kind, ref))
+                warnings.warn(
+                    f"{kind} {ref!r} is a deprecated name of {alias.name!r} ({entry.class_path}); "
+                    f"write `class_path: {alias.name}` in the recipe",
+                    DeprecatedNameWarning,
+                    stacklevel=3,
+                )
             return entry
         return None
 

@@ -226,6 +226,9 @@ def test_a_renamed_component_keeps_its_old_name_and_class_path_with_a_warning() 
     for old in ("echo_v0", "old_echo_plugin.Echo", "old_echo_plugin:Echo"):
         with pytest.warns(DeprecatedNameWarning, match=f"'{old}' is a deprecated name of 'echo'"):
             assert registry.resolve("attention", old) is echo
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert registry.resolve("attention", old) is echo  # warned once, not at every lookup
     assert registry.find("attention", "echo_v0") is None  # find() is the plain index; aliases are not names
     assert "echo_v0" not in registry.names("attention")  # nor offered as suggestions
     listed = {c["name"]: c for c in registry.report()["components"]}
