@@ -57,8 +57,7 @@ if __package__ in (None, ""):  # run as a script from a source checkout: make la
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from laart_lab.attention import LinearAttention, SoftmaxAttention, xformers_unavailable_reason  # noqa: E402
-from laart_lab.kernels.feature_maps import feature_map  # noqa: E402
-from laart_lab.kernels.linear_dispatch import triton_interpreting  # noqa: E402
+from laart_lab.kernels.linear_attn.utils import feature_map, triton_interpreting  # noqa: E402
 
 DEFAULT_SEQ_LENS = [1024 * 2**i for i in range(8)]  # 1k .. 128k
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -22,7 +22,7 @@ from typing import Any
 
 from jsonargparse import _from_config, _typehints
 
-from laart_lab.registry import UnknownComponentError, get_registry
+from laart_lab.registry import UnknownComponentError, get_registry, import_class_path
 
 #: jsonargparse's own resolver, called for everything that is not a registered name
 _original_resolve = _typehints.resolve_class_path_by_name
@@ -43,6 +43,12 @@ def resolve_class_path(cls: Any, name: str) -> str:
     if "." not in resolved:  # neither a registered name nor an imported class name
         raise UnknownComponentError(registry.unknown_message(kind, name))
     return resolved
+
+
+def import_class(class_path: str) -> Any:
+    """The object a dotted ``module.Name`` path names (after :func:`resolve_class_path`); kept for callers,
+    the same as :func:`laart_lab.registry.import_class_path`."""
+    return import_class_path(class_path)
 
 
 def install() -> None:

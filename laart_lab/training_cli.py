@@ -30,6 +30,7 @@ from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_warn
 
 from laart_lab import component_names
 from laart_lab.callbacks.interrupt import InterruptCheckpoint
@@ -41,6 +42,7 @@ from laart_lab.checkpoints import (
     read_checkpoint,
     version_of,
 )
+from laart_lab.components.data import OffersDataFacts, match_data_facts
 from laart_lab.errors import UserError
 from laart_lab.quiet import silence_known_noise
 from laart_lab.registry import get_registry, import_class_path
@@ -70,32 +72,32 @@ def _active_config(cli: LightningCLI) -> Namespace:
 def fill_data_facts(config: Namespace) -> dict[str, Any]:
     """Fill model init args that the recipe left unset from the datamodule's ``data_facts()``.
 
-    A data module knows facts a model needs (vocabulary size, relation names). Rather than asking
-    every recipe to repeat them, a data module may define ``data_facts() -> dict`` and every model
-    init arg of the same name that is unset or ``None`` takes that value. The values then live in
-    the model's hyper-parameters and its checkpoints.
+    The contract is :class:`laart_lab.components.data.OffersDataFacts`: every model init arg of the same
+    name as a fact that is unset or ``None`` takes the fact's value; a fact the model has no argument
+    for is warned about, once.
 
-    The data module built here is a second one (LightningCLI builds the run's own afterwards, through its
-    instantiator, which records the data module's hyper-parameters for checkpoints).
+    The data module built here is a second one: LightningCLI builds the run's own afterwards, through
+    its instantiator, which records the data module's hyper-parameters for checkpoints.
     """
     data_spec, model_spec = config.get("data"), config.get("model")
     if not isinstance(data_spec, Namespace) or not isinstance(model_spec, Namespace):
         return {}
     data_class = import_class_path(data_spec.class_path)
-    if not hasattr(data_class, "data_facts"):
+    if not issubclass(data_class, OffersDataFacts):
         return {}
-    datamodule = data_class(**(data_spec.get("init_args") or Namespace()).as_dict())
-    facts = datamodule.data_facts()
-    model_params = inspect.signature(import_class_path(model_spec.class_path)).parameters
-    filled = {}
+    init_args = data_spec.get("init_args") or Namespace()
+    datamodule = data_class(**init_args.as_dict())
+    model_class = import_class_path(model_spec.class_path)
     model_args = model_spec.get("init_args")
-    for key, value in facts.items():
-        if key in model_params and (model_args is None or model_args.get(key) is None):
-            if model_args is None:
-                model_spec.init_args = model_args = Namespace()
-            model_args[key] = value
-            filled[key] = value
-    return filled
+    match = match_data_facts(datamodule.data_facts(), model_class, model_args.as_dict() if model_args else {})
+    message = match.unmatched_message(data_class.__name__, model_class.__name__)
+    if message:
+        rank_zero_warn(message)
+    if match.filled and model_args is None:
+        model_spec.init_args = model_args = Namespace()
+    for key, value in match.filled.items():
+        model_args[key] = value
+    return match.filled
 
 
 def argument_error_message(err: BaseException) -> str:

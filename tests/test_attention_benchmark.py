@@ -74,13 +74,13 @@ def test_unrunnable_impls_are_recorded_as_skipped(bench):
 def test_chunked_linear_forward_memory_does_not_grow_with_t(bench):
     """Block-wise processing: extra memory beyond the output stays flat from 4k to 64k tokens (a
     materialised [T, D, E] state would need 512 MB at 64k here)."""
-    from laart_lab.kernels.linear_chunked import linear_attention_chunked
+    from laart_lab.kernels.linear_attn.chunk import chunk_linear_attention
 
     extra = {}
     for t in (4096, 65536):
         q, k, v = (torch.randn(1, t, 2, 32) for _ in range(3))
         with torch.no_grad(), bench.CpuPeakMemory() as meter:
-            out = linear_attention_chunked(q, k, v, causal=True)
+            out = chunk_linear_attention(q, k, v, causal=True)
         extra[t] = (meter.peak_growth - out.numel() * 4) / 2**20
         del out
     assert extra[65536] < 64, extra

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 import torch
 from jsonargparse import ArgumentParser
@@ -9,7 +11,8 @@ from jsonargparse import ArgumentParser
 from laart_lab import component_names
 from laart_lab.attention import LinearAttention, SoftmaxAttention
 from laart_lab.components.attention import AttentionFactory
-from laart_lab.kernels.linear_reference import linear_attention_reference
+from laart_lab.kernels import FEATURE_MAPS, LINEAR_IMPLS
+from laart_lab.kernels.linear_attn.naive import naive_linear_attention
 from laart_lab.registry import get_registry
 
 
@@ -22,17 +25,17 @@ def test_zero_arg_construction_and_defaults():
     backend = LinearAttention()
     assert (backend.feature_map, backend.impl, backend.chunk_size, backend.eps) == ("elu+1", "auto", 64, 1e-6)
     q, k, v = _qkv()
-    torch.testing.assert_close(backend(q, k, v, causal=True), linear_attention_reference(q, k, v, True))
+    torch.testing.assert_close(backend(q, k, v, causal=True), naive_linear_attention(q, k, v, causal=True))
 
 
-@pytest.mark.parametrize("impl", ["auto", "chunked", "reference"])
-@pytest.mark.parametrize("feature_map", ["elu+1", "relu"])
-def test_every_cpu_impl_matches_reference(impl, feature_map):
+@pytest.mark.parametrize("impl", [i for i in LINEAR_IMPLS if i != "triton"])  # triton: test_kernels_triton.py
+@pytest.mark.parametrize("feature_map", FEATURE_MAPS)
+def test_every_cpu_impl_matches_naive(impl, feature_map):
     q, k, v = _qkv()
     mask = torch.rand(2, 21, generator=torch.Generator().manual_seed(3)) > 0.2
     backend = LinearAttention(feature_map=feature_map, impl=impl, chunk_size=8)
     for causal in (False, True):
-        ref = linear_attention_reference(q, k, v, causal, mask, feature_map)
+        ref = naive_linear_attention(q, k, v, causal=causal, key_padding_mask=mask, feature_map=feature_map)
         torch.testing.assert_close(backend(q, k, v, causal, mask), ref, atol=2e-5, rtol=1e-4)
 
 
@@ -44,6 +47,14 @@ def test_decoding_state_is_recurrent_and_matches_forward():
     outs = [state.step(q[:, t : t + 1], k[:, t : t + 1], v[:, t : t + 1]) for t in range(21)]
     torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
     assert state.state.shape == (2, 4, 8, 8)  # fixed size: O(1) per token
+    assert state.recurrent  # declared, so generation never restarts it at a window
+
+
+def test_options_are_the_kernels_literals():
+    """The recipe-facing annotations are the kernels' Literal types: one source of truth for the choices."""
+    hints = typing.get_type_hints(LinearAttention.__init__)
+    assert typing.get_args(hints["feature_map"]) == FEATURE_MAPS
+    assert typing.get_args(hints["impl"]) == LINEAR_IMPLS
 
 
 def test_attention_weights_reproduce_the_output():
@@ -62,7 +73,8 @@ def test_attention_weights_reproduce_the_output():
     "kwargs,match",
     [
         ({"feature_map": "tanh"}, "feature_map"),
-        ({"impl": "cuda"}, "unknown impl"),
+        ({"impl": "cuda"}, r"unknown impl 'cuda'; choose one of \['auto', 'chunked', 'triton', 'reference'\]"),
+        ({"feature_map": "tanh"}, r"unknown feature_map 'tanh'; choose one of \['elu\+1', 'relu'\]"),
         ({"chunk_size": 0}, "chunk_size"),
         ({"impl": "triton", "chunk_size": 48}, "power of two"),
         ({"eps": -1.0}, "eps"),

@@ -18,6 +18,8 @@ from laart_lab.registry import get_registry
 
 
 class _RecurrentState(DecodingState):
+    recurrent = True  # fixed-size state: generation need not restart it
+
     def __init__(self) -> None:
         self.s: Tensor | None = None
         self.z: Tensor | None = None
@@ -85,6 +87,41 @@ def test_recurrent_generation_equals_parallel_sampling() -> None:
         for _ in range(12):
             sequence.append(int(model(torch.tensor([sequence]))[0, -1].argmax()))
     assert generated == sequence[len(prompt) :]
+
+
+class _OwnCache(DecodingState):
+    """A third-party key/value cache (not CachedKeysDecodingState) that declares nothing: not recurrent."""
+
+    def __init__(self, backend: AttentionBackend) -> None:
+        self.backend, self.keys, self.values = backend, [], []
+
+    def step(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        self.keys.append(k)
+        self.values.append(v)
+        return self.backend(q, torch.cat(self.keys, 1), torch.cat(self.values, 1), causal=True)
+
+
+class OwnCacheSoftmax(SoftmaxAttention):
+    def decoding_state(self) -> DecodingState:
+        return _OwnCache(self)
+
+
+@pytest.mark.parametrize("attention,recurrent", [(SoftmaxAttention, False), (OwnCacheSoftmax, False),
+                                                 (ReferenceLinear, True)])  # fmt: skip
+def test_generation_restarts_only_non_recurrent_states(attention, recurrent: bool) -> None:
+    """A window restart re-reads the last window // 2 tokens: counted through the cache's position."""
+    model = tiny_model(attention, block_size=8)
+    assert model.stack.init_decoding().recurrent is recurrent
+    positions = []
+    original = model._step_logits
+
+    def spy(token, cache):
+        positions.append(cache.position)
+        return original(token, cache)
+
+    model._step_logits = spy
+    list(model.generate_ids([1, 2], 12, temperature=0.0))
+    assert (max(positions) < 8) is not recurrent  # a non-recurrent cache never grows past the window
 
 
 def test_softmax_window_restarts_keep_positions_in_range() -> None:
@@ -222,6 +259,21 @@ def test_attention_maps_are_causal_normalised_weights(name: str) -> None:
         torch.testing.assert_close(weights.sum(-1), torch.ones(4, 8), atol=1e-4, rtol=0)
         assert torch.all(weights.triu(1) == 0)  # nothing attends to the future
     draw(maps, list("abcdefgh"), max_heads=2)
+
+
+def test_stack_attention_maps_follow_each_block_input() -> None:
+    """Layer i's map is computed on what block i receives: checked against running the blocks by hand."""
+    model = tiny_model(position="learned")
+    embedded = model.embed(torch.tensor([[1, 2, 3, 4, 5, 6]]))
+    with torch.no_grad():
+        maps = model.stack.attention_maps(embedded)
+        h = embedded + model.stack.pos_emb(torch.arange(6))
+        for block, got in zip(model.stack.blocks, maps):
+            q, k, _, _, _ = block.attn.project(block.norm1(h))
+            scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])
+            expected = torch.softmax(scores.masked_fill(torch.ones(6, 6).triu(1).bool(), float("-inf")), -1)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+            h = block(h)
 
 
 def test_score_mask_logs_accuracy_on_scored_positions_only() -> None:

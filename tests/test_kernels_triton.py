@@ -1,4 +1,4 @@
-"""Triton linear-attention kernels (forward and backward) against the naive reference.
+"""Triton linear-attention kernels (forward and backward) against the naive form.
 
 Every case runs in one of two ways, chosen by its first parameter:
 
@@ -31,7 +31,7 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 SMALL_CASES = [
     (True, "elu+1", torch.float32, 37, 37, 40),  # value dim split over several scan programs
     (True, "relu", torch.float32, 37, 37, 5),
-    (True, "elu+1", torch.float32, 9, 23, 5),  # unequal lengths: aligned by the dispatcher
+    (True, "elu+1", torch.float32, 9, 23, 5),  # unequal lengths: aligned (left-padded) first
     (False, "elu+1", torch.float32, 20, 45, 5),
     (False, "relu", torch.float32, 33, 33, 5),
     (True, "elu+1", torch.bfloat16, 37, 37, 5),
@@ -121,16 +121,17 @@ def _tolerance(dtype: torch.dtype, d: int) -> float:
 
 @pytest.mark.parametrize("mode,causal,feature,dtype,tq,tk,d,e_dim,chunk", KERNEL_PARAMS)
 def test_triton_forward_and_backward_match_reference(mode, causal, feature, dtype, tq, tk, d, e_dim, chunk):
-    from laart_lab.kernels import linear_attention
-    from laart_lab.kernels.linear_reference import linear_attention_reference
+    from laart_lab.kernels.linear_attn.naive import naive_linear_attention
+    from laart_lab.kernels.linear_attn.triton import triton_linear_attention
 
     q, k, v, mask, grad = _case(tq, tk, d, e_dim, _device(mode))
     q, k, v, grad = (x.to(dtype) for x in (q, k, v, grad))  # the reference sees the same rounded inputs
     ref_in = [x.double().requires_grad_() for x in (q, k, v)]
-    ref = linear_attention_reference(*ref_in, causal, mask, feature)
+    options = dict(causal=causal, key_padding_mask=mask, feature_map=feature)
+    ref = naive_linear_attention(*ref_in, **options)
     ref_grads = torch.autograd.grad(ref, ref_in, grad.double())
     inputs = [x.clone().requires_grad_() for x in (q, k, v)]
-    out = linear_attention(*inputs, causal, mask, feature, impl="triton", chunk_size=chunk)
+    out = triton_linear_attention(*inputs, chunk_size=chunk, **options)
     grads = torch.autograd.grad(out, inputs, grad)
     tol = _tolerance(dtype, d)
     assert out.dtype == dtype and out.device == q.device
@@ -143,10 +144,15 @@ def test_triton_forward_and_backward_match_reference(mode, causal, feature, dtyp
 
 @pytest.mark.parametrize("mode", DEVICE_PARAMS)
 def test_triton_rejects_bad_chunk_and_dtype(mode):
-    from laart_lab.kernels.linear_triton import linear_attention_triton
+    from laart_lab.kernels import linear_attention
+    from laart_lab.kernels.linear_attn.triton import triton_linear_attention
 
     q, k, v, _, _ = _case(8, 8, 8, 5, _device(mode))
     with pytest.raises(ValueError, match="power of two"):
-        linear_attention_triton(q, k, v, chunk_size=24)
+        triton_linear_attention(q, k, v, chunk_size=24)
     with pytest.raises(ValueError, match="float64"):
-        linear_attention_triton(q.double(), k.double(), v.double())
+        triton_linear_attention(q.double(), k.double(), v.double())
+    with pytest.raises(ValueError, match="unknown feature_map 'tanh'"):
+        triton_linear_attention(q, k, v, feature_map="tanh")
+    with pytest.raises(ValueError, match="power of two"):  # the dispatcher checks for the impl it resolved
+        linear_attention(q, k, v, impl="triton", chunk_size=24)

@@ -7,6 +7,7 @@ learning-rate schedule), end at the same step, and do it in the same ``version_N
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from laart_lab.recipes import resolve_recipe
 from tests.conftest import REPO_ROOT, run_cli
 
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -196,12 +198,33 @@ QUICK = [
                 "--model.init_args.n_layers", "1",
             ],
         ),  # fmt: skip
+        pytest.param(
+            "parity_ctm",  # the laart-ctm plugin's own LightningModule and data module
+            [
+                "--data.init_args.train_size", "4000",
+                "--data.init_args.val_size", "64",
+                "--model.init_args.iterations", "3",
+                "--model.init_args.d_model", "16",
+                "--model.init_args.d_attention", "8",
+                "--model.init_args.d_embed", "8",
+                "--model.init_args.n_sync_out", "8",
+                "--model.init_args.n_sync_action", "8",
+                "--model.init_args.heads", "2",
+                "--trainer.max_steps", "-1",
+                "--trainer.val_check_interval", "null",
+                "--trainer.check_val_every_n_epoch", "1",
+                "--trainer.enable_progress_bar", "true",  # the recipe turns it off; the test waits for "step 50"
+            ],
+            marks=pytest.mark.skipif(importlib.util.find_spec("laart_ctm") is None, reason="laart-ctm not installed"),
+        ),  # fmt: skip
     ],
 )
 def test_sigterm_leaves_a_resumable_checkpoint_for_other_model_families(
     tmp_path: Path, recipe_name: str, extra: list[str]
 ) -> None:
-    recipe = yaml.safe_load((REPO_ROOT / "recipes" / f"{recipe_name}.yaml").read_text())
+    recipe_path = resolve_recipe(recipe_name)  # a shipped recipe or an installed plugin's
+    assert recipe_path is not None, recipe_name
+    recipe = yaml.safe_load(recipe_path.read_text())
     recipe["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
     recipe["trainer"]["callbacks"] = [
         cb for cb in recipe["trainer"]["callbacks"] if cb["class_path"].endswith("ModelCheckpoint")

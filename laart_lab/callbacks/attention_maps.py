@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import warnings
+from typing import TYPE_CHECKING
 
-import matplotlib
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
+from typing_extensions import override
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
-from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
-from torch import Tensor  # noqa: E402
+from laart_lab.callbacks._tensorboard import TensorBoardCallback, tensorboard_writer
+from laart_lab.models.transformer import TransformerStack
 
-from laart_lab.models.transformer import TransformerStack  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @torch.no_grad()
@@ -22,19 +24,18 @@ def snippet_attention(stack: TransformerStack, embedded: Tensor) -> list[Tensor 
 
     A backend that cannot say (``attention_weights`` returns None) gives ``None`` (that layer is not drawn).
     """
-    maps: list[Tensor | None] = []
-    h = stack._add_positions(embedded, 0)
-    for block in stack.blocks:
-        q, k, _, _, _ = block.attn.project(block.norm1(h), 0)
-        backend = block.attn.backend
-        weights = backend.attention_weights(q, k, causal=block.attn.causal)
-        maps.append(None if weights is None else weights[0].float().cpu())
-        h = block(h, 0)
-    return maps
+    return [None if weights is None else weights[0].float().cpu() for weights in stack.attention_maps(embedded)]
 
 
-def draw(maps: list[Tensor | None], labels: list[str], max_heads: int) -> plt.Figure:
+def draw(maps: list[Tensor | None], labels: list[str], max_heads: int) -> Figure:
     """One row per layer, one column per head; tick labels are the snippet's characters."""
+    # matplotlib is imported (and switched to the file-only Agg backend) only once a figure is drawn,
+    # so loading this callback does not change the backend of, say, a user's notebook
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     layers = [(i, m) for i, m in enumerate(maps) if m is not None]
     heads = min(max_heads, max(m.shape[0] for _, m in layers))
     fig, axes = plt.subplots(len(layers), heads, figsize=(2.6 * heads, 2.6 * len(layers)), squeeze=False)
@@ -55,47 +56,59 @@ def draw(maps: list[Tensor | None], labels: list[str], max_heads: int) -> plt.Fi
     return fig
 
 
-class AttentionMaps(Callback):
+class AttentionMaps(TensorBoardCallback):
     """After each validation, draw every layer's attention over the first ``snippet_length`` validation tokens.
 
     The snippet comes from the data module's ``snippet(length)`` (the ``text`` data module has it),
     so it is the same at every validation and maps are comparable over training. For linear
     attention the image shows the normalised weights implied by its feature map
     (``attention_weights()`` of the backend). Logged as the figure ``attention/maps``.
+
+    Needs a model with a :class:`TransformerStack` as ``stack`` (and an ``embed`` module) and a data
+    module with ``snippet()``: without them, setup raises. Warns once without a TensorBoard logger.
     """
+
+    tensorboard_output = "the attention-map figures"
 
     def __init__(self, snippet_length: int = 48, max_heads: int = 4) -> None:
         super().__init__()
         self.snippet_length = snippet_length
         self.max_heads = max_heads
         self.last_maps: list[Tensor | None] | None = None
-        self._warned = False
 
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage not in ("fit", "validate"):
+            return  # maps are drawn after validation only
+        datamodule = getattr(trainer, "datamodule", None)
+        missing = []
+        if not isinstance(getattr(pl_module, "stack", None), TransformerStack) or not hasattr(pl_module, "embed"):
+            missing.append(f"a model with a TransformerStack `stack` and `embed` (not {type(pl_module).__name__})")
+        if datamodule is None or not hasattr(datamodule, "snippet"):
+            missing.append(f"a data module with snippet(length) (got {type(datamodule).__name__})")
+        if missing:
+            raise MisconfigurationException(f"AttentionMaps needs {' and '.join(missing)}")
+
+    @override
     @rank_zero_only
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        datamodule = getattr(trainer, "datamodule", None)
-        stack = getattr(pl_module, "stack", None)
-        if datamodule is None or not hasattr(datamodule, "snippet") or not isinstance(stack, TransformerStack):
-            if not self._warned:
-                warnings.warn(
-                    "AttentionMaps needs a data module with snippet() and a model with a TransformerStack", stacklevel=2
-                )
-                self._warned = True
-            return
-        tokens = datamodule.snippet(self.snippet_length).to(pl_module.device)[None]
+        tokens = trainer.datamodule.snippet(self.snippet_length).to(pl_module.device)[None]
         was_training = pl_module.training
         pl_module.eval()
         try:
-            self.last_maps = snippet_attention(stack, pl_module.embed(tokens))
+            self.last_maps = snippet_attention(pl_module.stack, pl_module.embed(tokens))
         finally:
             pl_module.train(was_training)
-        experiment = getattr(trainer.logger, "experiment", None)
-        if all(m is None for m in self.last_maps) or experiment is None or not hasattr(experiment, "add_figure"):
+        writer = tensorboard_writer(trainer)
+        if all(m is None for m in self.last_maps) or writer is None:
             return
         vocabulary = pl_module.hparams.get("vocabulary")
         labels = [repr(vocabulary[i])[1:-1] if vocabulary else str(i) for i in tokens[0].tolist()]
         figure = draw(self.last_maps, labels, self.max_heads)
-        experiment.add_figure("attention/maps", figure, global_step=trainer.global_step)
+        writer.add_figure("attention/maps", figure, global_step=trainer.global_step)
+        import matplotlib.pyplot as plt  # already imported by draw()
+
         plt.close(figure)

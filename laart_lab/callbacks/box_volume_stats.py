@@ -6,17 +6,22 @@ min and max log-volume of the named relations' boxes and of the concept boxes, p
 
 from __future__ import annotations
 
-from typing import Any
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
 
-from lightning.pytorch import Callback, LightningModule, Trainer
-
+from laart_lab.callbacks._reasoner import ReasonerInspector
 from laart_lab.callbacks._tensorboard import tensorboard_writer
+from laart_lab.components.reasoner import HasRelationBoxes
 
 
-class BoxVolumeStats(Callback):
+class BoxVolumeStats(ReasonerInspector):
+    contract = HasRelationBoxes
+    tensorboard_output = "the log-volume histogram (the scalars go to every logger)"
+
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        reasoner: Any = getattr(pl_module, "reasoner", None)
-        if trainer.sanity_checking or not hasattr(reasoner, "box_log_volumes"):
+        reasoner = self.reasoner(pl_module)
+        if trainer.sanity_checking or reasoner is None:
             return
         volumes = reasoner.box_log_volumes().detach().float()
         groups = {"named": volumes[: reasoner.num_relations], "concepts": volumes[reasoner.num_relations :]}

@@ -1,17 +1,18 @@
 """``CompositionTableImage``: the reasoner's learned composition table as a TensorBoard image.
 
-Works with any reasoner exposing ``composition_tensor() -> [N, N, N]`` and ``relation_labels(names)``
+Works with any reasoner implementing :class:`~laart_lab.components.reasoner.ComposesRelations`
 (the SLRM does). Cell (a, b) shows the most likely result of "a then b", coloured by its confidence.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
 
+from laart_lab.callbacks._reasoner import ReasonerInspector
 from laart_lab.callbacks._tensorboard import tensorboard_writer
+from laart_lab.components.reasoner import ComposesRelations
 
 
 def composition_figure(table: torch.Tensor, labels: list[str], num_named: int):
@@ -46,17 +47,21 @@ def composition_figure(table: torch.Tensor, labels: list[str], num_named: int):
     return figure
 
 
-class CompositionTableImage(Callback):
+class CompositionTableImage(ReasonerInspector):
     """Log the composition table as an image every ``every_n_epochs`` validations."""
+
+    contract = ComposesRelations
+    tensorboard_output = "the composition-table image"
 
     def __init__(self, every_n_epochs: int = 1) -> None:
         super().__init__()
         self.every_n_epochs = every_n_epochs
 
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        reasoner: Any = getattr(pl_module, "reasoner", None)
+        reasoner = self.reasoner(pl_module)
         writer = tensorboard_writer(trainer)
-        if trainer.sanity_checking or writer is None or not hasattr(reasoner, "composition_tensor"):
+        if trainer.sanity_checking or writer is None or reasoner is None:
             return
         if trainer.current_epoch % max(1, self.every_n_epochs):
             return

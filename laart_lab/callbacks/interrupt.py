@@ -132,7 +132,7 @@ def _save_final_last(trainer: pl.Trainer) -> None:
             os.path.join(dirpath, callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION) if dirpath else ""
         )
         if last and callback.save_last is True:
-            trainer.save_checkpoint(last)
+            trainer.save_checkpoint(last, weights_only=False)  # the full state: last.ckpt is what resumes
             callback.last_model_path = last
 
 

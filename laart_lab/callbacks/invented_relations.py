@@ -7,21 +7,26 @@ count as ``slrm/invented_relations`` and the listing as TensorBoard text after e
 
 from __future__ import annotations
 
-from typing import Any
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
 
-from lightning.pytorch import Callback, LightningModule, Trainer
-
+from laart_lab.callbacks._reasoner import ReasonerInspector
 from laart_lab.callbacks._tensorboard import tensorboard_writer
+from laart_lab.components.reasoner import InventsRelations
 
 
-class InventedRelations(Callback):
+class InventedRelations(ReasonerInspector):
+    contract = InventsRelations
+    tensorboard_output = "the listing of invented relations (the count goes to every logger)"
+
     def __init__(self, min_confidence: float = 0.5) -> None:
         super().__init__()
         self.min_confidence = min_confidence
 
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        reasoner: Any = getattr(pl_module, "reasoner", None)
-        if trainer.sanity_checking or not hasattr(reasoner, "invented_relations"):
+        reasoner = self.reasoner(pl_module)
+        if trainer.sanity_checking or reasoner is None:
             return
         invented = reasoner.invented_relations(getattr(pl_module, "relation_names", None), self.min_confidence)
         pl_module.log("slrm/invented_relations", float(len(invented)))

@@ -2,21 +2,21 @@
 
 The picture shows the story's entities, every fact the reader extracted (arrow x -> y labelled
 "y is x's <relation>", the composed chain in red), the three answers beside the gold one, and the
-SLRM's derivation step by step. Also logs nothing when the trainer has no TensorBoard logger (it
-says so once).
+SLRM's derivation step by step. Logs nothing when the trainer has no TensorBoard logger (it says so
+once, at setup).
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
-import warnings
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
 
-from laart_lab.callbacks._tensorboard import tensorboard_writer
+from laart_lab.callbacks._tensorboard import TensorBoardCallback, tensorboard_writer
 
 
 def story_graph_figure(row: dict[str, Any], story: str):
@@ -67,14 +67,16 @@ def story_graph_figure(row: dict[str, Any], story: str):
     return figure
 
 
-class LaartStoryGraph(Callback):
+class LaartStoryGraph(TensorBoardCallback):
     """After each validation, draw the first story of the first validation batch (``example_index``)."""
+
+    tensorboard_output = "the story-graph figures"
 
     def __init__(self, example_index: int = 0) -> None:
         super().__init__()
         self.example_index = example_index
-        self._warned = False
 
+    @override
     def on_validation_batch_end(
         self,
         trainer: Trainer,
@@ -87,12 +89,7 @@ class LaartStoryGraph(Callback):
         if batch_idx != 0 or dataloader_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
             return
         writer = tensorboard_writer(trainer)
-        if writer is None:
-            if not self._warned:
-                warnings.warn(
-                    "laart_story_graph draws into TensorBoard; this trainer has no TensorBoardLogger", stacklevel=1
-                )
-                self._warned = True
+        if writer is None:  # said once, at setup
             return
         predict = getattr(pl_module, "predict_step", None)
         if predict is None:

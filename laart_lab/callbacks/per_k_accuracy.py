@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
 
-from laart_lab.callbacks._tensorboard import tensorboard_writer
+from laart_lab.callbacks._tensorboard import TensorBoardCallback, tensorboard_writer
 
 _KEY = re.compile(r"^(val|test)/acc_k(\d+)$")
 
@@ -26,8 +27,10 @@ def per_k_table(metrics: dict, split: str) -> dict[int, float]:
     return dict(sorted(out.items()))
 
 
-class PerKAccuracy(Callback):
+class PerKAccuracy(TensorBoardCallback):
     """Write the per-k accuracy table to TensorBoard after each validation and at the end of testing."""
+
+    tensorboard_output = "the per-k accuracy tables"
 
     def _write(self, trainer: Trainer, split: str) -> None:
         writer = tensorboard_writer(trainer)
@@ -40,9 +43,11 @@ class PerKAccuracy(Callback):
             f"per_k_accuracy/{split}", f"| k | acc |\n|---|---|\n{rows}\n| mean | {mean:.4f} |", trainer.global_step
         )
 
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
             self._write(trainer, "val")
 
+    @override
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, "test")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
+from laart_lab.callbacks._tensorboard import TensorBoardCallback, tensorboard_writer
 from laart_lab.data.text import CharTokenizer
 
 
-class TextSamples(Callback):
+class TextSamples(TensorBoardCallback):
     """Sample ``num_chars`` characters from ``prompt`` with a fixed seed and log them as text.
 
     Works with any model offering ``generate_ids(prompt_ids, n, temperature, top_k, generator)`` and a
@@ -17,6 +19,8 @@ class TextSamples(Callback):
     untouched, so sampling does not change the training run. The text also goes to
     ``self.last_sample`` (for tests and other callbacks).
     """
+
+    tensorboard_output = "the text samples"
 
     def __init__(
         self, num_chars: int = 200, prompt: str = "\n", temperature: float = 0.8, top_k: int | None = 20, seed: int = 0
@@ -31,6 +35,7 @@ class TextSamples(Callback):
         )
         self.last_sample: str | None = None
 
+    @override
     @rank_zero_only
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not hasattr(pl_module, "generate_ids"):
@@ -41,8 +46,8 @@ class TextSamples(Callback):
         generator = torch.Generator().manual_seed(self.seed)
         ids = list(pl_module.generate_ids(prompt_ids, self.num_chars, self.temperature, self.top_k, generator))
         self.last_sample = tokenizer.decode(prompt_ids + ids)
-        experiment = getattr(trainer.logger, "experiment", None)
-        if experiment is not None and hasattr(experiment, "add_text"):
+        experiment = tensorboard_writer(trainer)
+        if experiment is not None:
             # TensorBoard renders text as markdown: indent to keep line breaks and spacing
             text = "    " + self.last_sample.replace("\n", "\n    ")
             experiment.add_text("samples/text", text, global_step=trainer.global_step)

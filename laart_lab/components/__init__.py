@@ -12,13 +12,26 @@ from laart_lab.components.attention import (
     check_qkv,
 )
 from laart_lab.components.memory import MemoryFactory, MemoryModule
-from laart_lab.components.reasoner import Reasoner, ReasonerFactory, ReasonerOutput, ReasoningBatch
+from laart_lab.components.reasoner import (
+    ComposesRelations,
+    ExplainsDerivations,
+    HasRelationBoxes,
+    InventsRelations,
+    Reasoner,
+    ReasonerFactory,
+    ReasonerOutput,
+    ReasoningBatch,
+)
 
 __all__ = [
     "AttentionBackend",
     "AttentionFactory",
     "CachedKeysDecodingState",
+    "ComposesRelations",
     "DecodingState",
+    "ExplainsDerivations",
+    "HasRelationBoxes",
+    "InventsRelations",
     "MemoryFactory",
     "MemoryModule",
     "Reasoner",

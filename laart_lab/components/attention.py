@@ -27,21 +27,22 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+# The layout check and the decoding-state base live with the kernels (which may not import from
+# here); re-exported so that ``from laart_lab.components.attention import ...`` keeps working.
+from laart_lab.kernels.contracts import DecodingState, check_qkv
 
-class DecodingState(ABC):
-    """State for generating one token at a time (see :meth:`AttentionBackend.decoding_state`)."""
-
-    @abstractmethod
-    def step(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Consume one token's ``q, k, v`` (each ``[batch, 1, heads, dim]``); return ``[batch, 1, heads, v_dim]``."""
+__all__ = ["AttentionBackend", "AttentionFactory", "CachedKeysDecodingState", "DecodingState", "check_qkv"]
 
 
 class CachedKeysDecodingState(DecodingState):
     """Generic decoding state: keep every past key and value and re-run the backend's forward.
 
-    Correct for any causal backend, but costs O(t) per token at step t. Backends with a recurrent
-    form (linear attention) override :meth:`AttentionBackend.decoding_state` with an O(1) state.
+    Correct for any causal backend, but costs O(t) per token at step t (so it is not
+    :attr:`~DecodingState.recurrent`). Backends with a recurrent form (linear attention) override
+    :meth:`AttentionBackend.decoding_state` with an O(1) state that declares ``recurrent = True``.
     """
+
+    recurrent = False
 
     def __init__(self, backend: AttentionBackend) -> None:
         self.backend = backend
@@ -87,25 +88,3 @@ class AttentionBackend(nn.Module, ABC):
 AttentionFactory = Callable[[], AttentionBackend]
 """What a model receives from a recipe: calling it builds one backend instance (one per layer)."""
 
-
-def check_qkv(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None) -> None:
-    """Raise a clear ``ValueError`` when tensors break the layout contract (shared by all backends)."""
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(
-            "attention expects q, k, v laid out [batch, seq, heads, head_dim]; got shapes "
-            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if k.shape[:3] != v.shape[:3] or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
-        raise ValueError(
-            f"attention shapes disagree: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} "
-            "(batch and heads must match; k and v must share seq length)"
-        )
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k head_dim differ: {q.shape[-1]} vs {k.shape[-1]}")
-    if key_padding_mask is not None and (
-        key_padding_mask.dtype != torch.bool or tuple(key_padding_mask.shape) != (k.shape[0], k.shape[1])
-    ):
-        raise ValueError(
-            "key_padding_mask must be a bool tensor [batch, kv_len] (True = real key); got "
-            f"{key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
-        )

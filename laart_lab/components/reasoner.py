@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -107,3 +107,63 @@ class Reasoner(nn.Module):
 
 ReasonerFactory = Callable[[int], Reasoner]
 """What a model receives from a recipe: ``factory(num_relations)`` builds the reasoner."""
+
+
+# ---- optional inspection methods -------------------------------------------------------------------
+# A reasoner may offer more than forward/loss. Callbacks and LAART's predictions test for these with
+# ``isinstance(reasoner, Protocol)`` (structural: no subclassing needed), so a third-party reasoner that
+# implements one gets the matching figures and explanations too. The SLRM implements all four.
+
+
+@runtime_checkable
+class LabelsRelations(Protocol):
+    """A reasoner that can name its relation ids, its own concepts included."""
+
+    def relation_labels(self, relation_names: list[str] | None = None) -> list[str]:
+        """A label per relation id and concept id (the data's names first), for figures and derivations."""
+        ...
+
+
+@runtime_checkable
+class ComposesRelations(LabelsRelations, Protocol):
+    """A reasoner with an explicit composition table (``composition_table_image`` draws it)."""
+
+    num_relations: int
+
+    def composition_tensor(self) -> Tensor:
+        """``T [N, N, N]``: probability that relation a then b composes to c (N >= num_relations: the first
+        ``num_relations`` are the named relations, the rest the reasoner's own concepts)."""
+        ...
+
+
+@runtime_checkable
+class InventsRelations(Protocol):
+    """A reasoner that names compositions with concepts of its own (``invented_relations`` logs them)."""
+
+    def invented_relations(
+        self, relation_names: list[str] | None = None, min_confidence: float = 0.5
+    ) -> dict[str, list[str]]:
+        """``{concept label: ["a∘b", ...]}``: the compositions each invented concept stands for."""
+        ...
+
+
+@runtime_checkable
+class HasRelationBoxes(Protocol):
+    """A reasoner that embeds relations as regions with a volume (``box_volume_stats`` logs them)."""
+
+    num_relations: int
+
+    def box_log_volumes(self) -> Tensor:
+        """``[N]`` log-volume of every relation's box, the named relations first."""
+        ...
+
+
+@runtime_checkable
+class ExplainsDerivations(LabelsRelations, Protocol):
+    """A reasoner that can say how it composed a path (``laart-lab predict`` writes the derivation)."""
+
+    def derivation(self, path: Tensor, path_probs: Tensor | None = None) -> Any:
+        """The best derivation of one path (relation ids ``[K]``; optionally read distributions ``[K, R]``):
+        a tree whose ``steps()`` lists the compositions innermost first, each node with ``relation``,
+        ``span``, ``log_prob``, ``left`` and ``right`` (see :class:`laart_lab.reasoning.slrm.Derivation`)."""
+        ...

@@ -21,7 +21,8 @@ from lightning.pytorch.callbacks import Timer
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from laart_lab.components.attention import AttentionFactory, CachedKeysDecodingState
+from laart_lab.components.attention import AttentionFactory
+from laart_lab.components.data import TokenBatch
 from laart_lab.components.memory import MemoryFactory
 from laart_lab.models.transformer import DecodingCache, MlpKind, NormKind, PositionKind, TransformerStack
 from laart_lab.registry import component_factory, component_spec, make_specs_plain
@@ -139,12 +140,12 @@ class CharLM(LightningModule):
         """Next-token logits ``[batch, seq, vocab]`` for tokens ``[batch, seq]`` starting at position ``offset``."""
         return self._forward_impl(tokens, offset)
 
-    def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _loss(self, batch: TokenBatch) -> tuple[Tensor, Tensor]:
         """``(total loss, LM loss in nats/token)``; resets memory rows that start a new stream."""
         total, lm_loss, _ = self._loss_and_logits(batch)
         return total, lm_loss
 
-    def _loss_and_logits(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    def _loss_and_logits(self, batch: TokenBatch) -> tuple[Tensor, Tensor, Tensor]:
         """As :meth:`_loss`, plus the logits. Targets equal to -100 are ignored (as in ``F.cross_entropy``)."""
         if self.memory is not None and "stream_start" in batch:
             self.memory.reset(batch["stream_start"].bool())
@@ -158,7 +159,7 @@ class CharLM(LightningModule):
         return total, lm_loss, logits
 
     # -- Lightning steps ----------------------------------------------------------------------
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: TokenBatch, batch_idx: int) -> Tensor:
         total, lm_loss = self._loss(batch)
         detached = lm_loss.detach()
         self.log("train/loss", detached, prog_bar=True)
@@ -167,7 +168,7 @@ class CharLM(LightningModule):
             self.log("train/aux_loss", (total - lm_loss).detach())
         return total
 
-    def _eval_step(self, batch: dict[str, Tensor], split: str) -> None:
+    def _eval_step(self, batch: TokenBatch, split: str) -> None:
         _, lm_loss, logits = self._loss_and_logits(batch)
         weight = int((batch["target"] != -100).sum())
         loss_metric, bpc_metric = self.metrics[f"{split}_loss"], self.metrics[f"{split}_bpc"]
@@ -183,10 +184,10 @@ class CharLM(LightningModule):
             accuracy.update(correct)
             self.log(f"{split}/acc", accuracy, prog_bar=True)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: TokenBatch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: TokenBatch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
     def _reset_memory(self) -> None:
@@ -304,7 +305,7 @@ class CharLM(LightningModule):
         self.stack.reset_memory(None)
         if window == -1:
             window = self.hparams.get("block_size")
-        recurrent = not isinstance(self.stack.init_decoding().states[0], CachedKeysDecodingState)
+        recurrent = self.stack.init_decoding().recurrent  # declared by each layer's DecodingState
         history = list(prompt)
         cache, logits = self._prefill(history[-window:] if window and not recurrent else history)
         try:

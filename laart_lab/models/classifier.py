@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from laart_lab.components.attention import AttentionFactory
+from laart_lab.components.data import ClassificationBatch
 from laart_lab.models.transformer import TransformerStack
 
 
@@ -54,7 +55,7 @@ class SequenceClassifier(LightningModule):
         hidden = self.encoder(self.embed(tokens))
         return self.head(hidden.mean(dim=1))
 
-    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+    def _step(self, batch: ClassificationBatch, split: str) -> Tensor:
         tokens, labels = batch
         logits = self(tokens)
         loss = F.cross_entropy(logits, labels)
@@ -64,16 +65,16 @@ class SequenceClassifier(LightningModule):
         self.log(f"{split}/acc", accuracy, prog_bar=True)
         return loss
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: ClassificationBatch, batch_idx: int) -> Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: ClassificationBatch, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: ClassificationBatch, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def predict_step(self, batch: ClassificationBatch, batch_idx: int) -> Tensor:
         return self(batch[0]).argmax(dim=-1)
 
     def configure_optimizers(self):

@@ -44,7 +44,13 @@ from torch import Tensor
 
 from laart_lab.components.attention import AttentionFactory
 from laart_lab.components.memory import MemoryFactory
-from laart_lab.components.reasoner import Reasoner, ReasonerFactory, ReasonerOutput, ReasoningBatch
+from laart_lab.components.reasoner import (
+    ExplainsDerivations,
+    Reasoner,
+    ReasonerFactory,
+    ReasonerOutput,
+    ReasoningBatch,
+)
 from laart_lab.data.clutrr_text import IGNORE, LaartBatch
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF
 from laart_lab.models.charlm import DEFAULT_ATTENTION
@@ -406,15 +412,12 @@ class LaartModel(LightningModule):
 
     def _derivation(self, read_batch: ReasoningBatch, i: int, entities: list[str], path: list[int]) -> list[str] | None:
         """The SLRM's composition steps, innermost first, as sentences (None for other reasoners)."""
-        derive = getattr(self.reasoner, "derivation", None)
-        if derive is None:
+        if not isinstance(self.reasoner, ExplainsDerivations):
             return None
         steps = len(path) - 1
         probs = None if read_batch.path_probs is None else read_batch.path_probs[i, :steps]
-        tree = derive(read_batch.path[i, :steps], probs)
-        labels = (
-            self.reasoner.relation_labels(self.relation_names) if hasattr(self.reasoner, "relation_labels") else None
-        )
+        tree = self.reasoner.derivation(read_batch.path[i, :steps], probs)
+        labels = self.reasoner.relation_labels(self.relation_names)
         label = (lambda r: labels[r]) if labels else (lambda r: str(r))  # noqa: E731
         lines = []
         for node in tree.steps():

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from laart_lab.components.reasoner import Reasoner, ReasonerFactory, ReasonerOutput, ReasoningBatch
+from laart_lab.components.reasoner import InventsRelations, Reasoner, ReasonerFactory, ReasonerOutput, ReasoningBatch
 from laart_lab.registry import component_factory, make_specs_plain
 
 MAX_K = 32  # per-k metrics exist for path lengths 1..MAX_K (longer paths count in the overall accuracy only)
@@ -162,9 +162,9 @@ class RelationReasoning(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store what the reasoner learned in plain data (``torch.load(weights_only=True)`` reads it)."""
-        invented = getattr(self.reasoner, "invented_relations", None)
-        if callable(invented):
-            checkpoint["invented_relations"] = {k: list(v) for k, v in invented(self.relation_names).items()}
+        if isinstance(self.reasoner, InventsRelations):
+            invented = self.reasoner.invented_relations(self.relation_names)
+            checkpoint["invented_relations"] = {k: list(v) for k, v in invented.items()}
         checkpoint["relation_names"] = list(self.relation_names)
 
 

@@ -159,6 +159,14 @@ class SelfAttention(nn.Module):
         y = self.backend(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask)
         return self._finish(y, qc, kc, v)
 
+    def attention_weights(self, x: Tensor, offset: int = 0) -> Tensor | None:
+        """The backend's (implied, normalised) weights ``[batch, heads, seq, seq]`` over ``x``, or None.
+
+        ``None`` when the backend cannot say (its ``attention_weights`` returns None).
+        """
+        q, k, _, _, _ = self.project(x, offset)
+        return self.backend.attention_weights(q, k, causal=self.causal)
+
     def step(self, x: Tensor, position: int, state: DecodingState) -> Tensor:
         """One token ``[batch, 1, d_model]`` at absolute ``position`` through the backend's decoding state."""
         if not self.causal:
@@ -207,6 +215,10 @@ class TransformerBlock(nn.Module):
         x = x + self.dropout(self.attn(self.norm1(x), offset, key_padding_mask))
         return self._mlp_and_memory(x)
 
+    def attention_weights(self, x: Tensor, offset: int = 0) -> Tensor | None:
+        """This block's attention weights for input ``x`` (see :meth:`SelfAttention.attention_weights`)."""
+        return self.attn.attention_weights(self.norm1(x), offset)
+
     def step(self, x: Tensor, position: int, state: DecodingState) -> Tensor:
         """Incremental form of :meth:`forward` for one token (dropout is a no-op in eval mode)."""
         x = x + self.dropout(self.attn.step(self.norm1(x), position, state))
@@ -220,6 +232,11 @@ class DecodingCache:
     states: list[DecodingState]
     position: int = 0
     extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def recurrent(self) -> bool:
+        """Every layer's state is fixed-size (:attr:`DecodingState.recurrent`): no window restarts needed."""
+        return all(state.recurrent for state in self.states)
 
 
 class TransformerStack(nn.Module):
@@ -317,6 +334,21 @@ class TransformerStack(nn.Module):
         for block in self.blocks:
             h = block(h, offset, key_padding_mask)
         return self.norm(h)
+
+    def attention_maps(self, h: Tensor, offset: int = 0) -> list[Tensor | None]:
+        """Per layer, the backend's (implied, normalised) attention weights ``[batch, heads, seq, seq]``.
+
+        ``h`` is embedded tokens as for :meth:`forward` (first position ``offset``); the stack runs
+        as in :meth:`forward` and each layer reports the weights its attention puts on each key
+        (None for a backend that cannot say). For inspection on short snippets: each map is
+        ``seq x seq``. Wrap in ``torch.no_grad()`` and ``eval()`` as needed.
+        """
+        maps: list[Tensor | None] = []
+        h = self._add_positions(h, offset)
+        for block in self.blocks:
+            maps.append(block.attention_weights(h, offset))
+            h = block(h, offset)
+        return maps
 
     def init_decoding(self) -> DecodingCache:
         """Fresh per-layer decoding states (the backend decides: recurrent O(1) or key/value cache)."""

@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -330,41 +331,67 @@ class SLRM(Reasoner):
         return torch.softmax(self.assignment_logits(self.compose_boxes(left, right)), dim=-1)
 
     # ---- reasoning -----------------------------------------------------------------------------
+    def uses_viterbi(self, hard: bool | None = None) -> bool:
+        """Whether a reduction takes the best derivation (``viterbi_reduce``) rather than the soft chart.
+
+        ``hard=None`` applies the module's rule: always with ``reduction='viterbi'``, and at evaluation with
+        ``hard_eval``. The one place this is decided, for :meth:`forward`, :meth:`reduce` and :meth:`score`.
+        """
+        if hard is not None:
+            return hard
+        return self.reduction == "viterbi" or (self.hard_eval and not self.training)
+
     def reduce(
-        self, path: Tensor, lengths: Tensor, hard: bool | None = None, path_probs: Tensor | None = None
+        self,
+        path: Tensor,
+        lengths: Tensor,
+        hard: bool | None = None,
+        path_probs: Tensor | None = None,
+        table: Tensor | None = None,
     ) -> ChartResult:
-        """Reduce relation-id paths ``[B, K]`` (or read distributions ``path_probs``) to one relation each."""
-        hard = (self.hard_eval and not self.training) if hard is None else hard
-        table = self.composition_tensor()
-        if hard:
-            return viterbi_reduce(path, lengths, table, self.evidence_penalty(), path_probs)
+        """Reduce relation-id paths ``[B, K]`` (or read distributions ``path_probs``) to one relation each.
+
+        ``hard`` overrides :meth:`uses_viterbi`'s rule; ``table`` is a precomputed :meth:`composition_tensor`.
+        Outside training, the best derivation is penalised for pairs never attested (``unattested_penalty``).
+        """
+        table = self.composition_tensor() if table is None else table
+        if self.uses_viterbi(hard):
+            penalty = None if self.training else self.evidence_penalty()
+            return viterbi_reduce(path, lengths, table, penalty, path_probs)
         return chart_reduce(path, lengths, table, self.num_relations, False, self.split_temperature, path_probs)
 
     def forward(self, batch: ReasoningBatch) -> ReasonerOutput:
         lengths = batch.path_mask.sum(1).clamp_min(1)
         table = self.composition_tensor()
         if self.training:
-            pairs = batch.path[lengths == 2]
-            if len(pairs):
-                self.pair_evidence.index_put_(
-                    (pairs[:, 0], pairs[:, 1]), torch.ones(len(pairs)).to(table), accumulate=True
-                )
-        if self.reduction == "viterbi" or (self.hard_eval and not self.training):
-            # best derivation per answer: logits are its log-probabilities (cross-entropy renormalises them)
-            penalty = None if self.training else self.evidence_penalty()
-            result = viterbi_reduce(batch.path, lengths, table, penalty, batch.path_probs)
-            logits = torch.log(result.dist[:, : self.num_relations].clamp_min(_EPS))
-        else:
-            result = chart_reduce(
-                batch.path, lengths, table, self.num_relations, False, self.split_temperature, batch.path_probs
-            )
-            logits = torch.log(result.dist[:, : self.num_relations].clamp_min(_EPS))
+            self._record_pair_evidence(batch.path, lengths)
+        # viterbi: logits are the best derivation's log-probabilities (cross-entropy renormalises them)
+        result = self.reduce(batch.path, lengths, path_probs=batch.path_probs, table=table)
+        logits = torch.log(result.dist[:, : self.num_relations].clamp_min(_EPS))
         aux = None
         if self.training and self.unnamed_prior > 0:
             aux = self.unnamed_prior * table[..., : self.num_relations].sum(-1).mean()
         return ReasonerOutput(
             logits=logits, aux_loss=aux, extras={"plausibility": result.score.detach(), "dist": result.dist}
         )
+
+    @torch.no_grad()
+    def _record_pair_evidence(self, path: Tensor, lengths: Tensor) -> None:
+        """Count this batch's two-relation paths into ``pair_evidence``, summed over all ranks.
+
+        Under DDP every rank sees its own shard, and DDP broadcasts rank 0's buffers before each forward:
+        a per-rank count would be overwritten by rank 0's. Summing the batch counts over ranks (every rank
+        runs the same number of training forwards, so the collective is matched) keeps the buffer equal to
+        the count over the whole global batch stream, the same on every rank.
+        """
+        pairs = path[lengths == 2]
+        counts = torch.zeros_like(self.pair_evidence)
+        if len(pairs):
+            ones = torch.ones(len(pairs), dtype=counts.dtype, device=counts.device)
+            counts.index_put_((pairs[:, 0], pairs[:, 1]), ones, accumulate=True)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(counts)
+        self.pair_evidence += counts
 
     def evidence_penalty(self) -> Tensor | None:
         """``[N, N, N]`` log-penalty on named results of pairs never seen as a two-relation training path."""

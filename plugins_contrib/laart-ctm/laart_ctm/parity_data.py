@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from laart_lab.data.resumable import resumable_loader
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
@@ -89,17 +90,13 @@ class ParityDataModule(LightningDataModule):
         for split, bits in {"train": train, **held_out}.items():
             self.splits[split] = TensorDataset(bits, cumulative_parity(bits))
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            drop_last=shuffle,
-        )
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(self.splits[split], batch_size=self.batch_size, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # order = f(seed, epoch), and a run resumed from an interrupt checkpoint continues mid-epoch
+        train, workers = self.splits["train"], self.num_workers
+        return resumable_loader(self, train, self.batch_size, self.seed, num_workers=workers, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

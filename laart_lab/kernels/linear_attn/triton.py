@@ -1,6 +1,6 @@
 """Chunked linear attention as Triton kernels (forward and backward), the default on CUDA.
 
-Same equations as :mod:`.linear_chunked` (read its docstring first), organised for a GPU in two
+Same equations as :mod:`.chunk` (read its docstring first), organised for a GPU in two
 phases so that the sequence, not only batch x heads, provides parallelism:
 
 1. a *scan* kernel per (batch, head) walks the chunks in order and writes the fp32 state *before*
@@ -22,16 +22,25 @@ machines without a GPU.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from typing_extensions import Unpack
 
-from laart_lab.kernels.feature_maps import FEATURE_MAPS, check_feature_map
+from laart_lab.kernels.linear_attn.utils import (
+    DEFAULT_CHUNK_SIZE,
+    TRITON_DTYPES,
+    FeatureMap,
+    LinearAttentionOptions,
+    align_causal,
+    check_chunk_size,
+    resolve_options,
+    triton_interpreting,
+)
 
-_FEATURE_CODES = {name: i for i, name in enumerate(FEATURE_MAPS)}  # elu+1 -> 0, relu -> 1
+# The FEATURE constexpr of the kernels: _phi/_dphi branch on these codes.
+_FEATURE_CODES: dict[FeatureMap, int] = {"elu+1": 0, "relu": 1}
 
 
 @triton.jit
@@ -354,19 +363,9 @@ def _dot_precision(dtype: torch.dtype, backward: bool) -> int:
         return 0
     if backward and dtype == torch.float16:
         return 1
-    if dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET", "0") == "1":
+    if dtype == torch.bfloat16 and triton_interpreting():
         return 1
     return 2
-
-
-def _check(q: Tensor, chunk_size: int) -> None:
-    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(
-            f"the Triton linear-attention kernels take float32/float16/bfloat16, got {q.dtype}; "
-            "use impl='chunked' (e.g. for float64 gradcheck)"
-        )
-    if chunk_size < 16 or chunk_size & (chunk_size - 1):
-        raise ValueError(f"impl='triton' needs chunk_size a power of two >= 16, got {chunk_size}")
 
 
 def _kv_states(q, k, v, mask, consts: dict) -> tuple[Tensor, Tensor, int]:
@@ -458,21 +457,26 @@ class TritonLinearAttentionFunction(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None, None
 
 
-def linear_attention_triton(
+def triton_linear_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    causal: bool = False,
-    key_padding_mask: Tensor | None = None,
-    feature: str = "elu+1",
-    eps: float = 1e-6,
-    chunk_size: int = 64,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    **options: Unpack[LinearAttentionOptions],
 ) -> Tensor:
-    """Chunked linear attention on CUDA (or under ``TRITON_INTERPRET=1``); causal needs q_len == kv_len."""
-    check_feature_map(feature)
-    _check(q, chunk_size)
+    """Chunked linear attention on CUDA (or under ``TRITON_INTERPRET=1``); fp32, fp16 or bf16 inputs."""
+    causal, key_padding_mask, feature, eps = resolve_options(options)
+    check_chunk_size(chunk_size, "triton")
+    if q.dtype not in TRITON_DTYPES:
+        raise ValueError(
+            f"the Triton linear-attention kernels take float32/float16/bfloat16, got {q.dtype}; "
+            "use impl='chunked' (e.g. for float64 gradcheck)"
+        )
+    drop = 0
     if causal and q.shape[1] != k.shape[1]:
-        raise ValueError("triton causal linear attention needs q_len == kv_len (align first)")
+        q, k, v, key_padding_mask, drop = align_causal(q, k, v, key_padding_mask)
     # Strided loads handle any layout, but dq/dk/dv reuse q/k/v's strides: densify odd views once.
     q, k, v = (x if x.is_contiguous() else x.contiguous() for x in (q, k, v))
-    return TritonLinearAttentionFunction.apply(q, k, v, key_padding_mask, feature, causal, eps, chunk_size)
+    out = TritonLinearAttentionFunction.apply(q, k, v, key_padding_mask, feature, causal, eps, chunk_size)
+    return out[:, drop:] if drop else out

@@ -18,8 +18,8 @@ structure: with ``dnum = g / (den + eps)`` and ``dden = -(g·o) / (den + eps)``,
 * ``dφ(k)_j = Σ_{i>=j} (dnum_i·v_j + dden_i) φ(q_i)``, ``dv_j = Σ_{i>=j} (φ(q_i)·φ(k_j)) dnum_i``
   (reverse in time, states ``R = Σ φ(q) dnumᵀ`` and ``u = Σ dden φ(q)``).
 
-The Triton kernels in :mod:`.linear_triton` implement exactly these equations.
-Causal mode needs ``q_len == kv_len``; :func:`laart_lab.kernels.linear_attention` aligns other cases.
+The Triton kernels in :mod:`.triton` implement exactly these equations. Causal mode needs
+``q_len == kv_len``: :func:`chunk_linear_attention` aligns other cases (:func:`.utils.align_causal`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,19 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from typing_extensions import Unpack
 
-from laart_lab.kernels.feature_maps import feature_map, feature_map_grad
-from laart_lab.kernels.linear_reference import accumulation_dtype
+from laart_lab.kernels.linear_attn.utils import (
+    DEFAULT_CHUNK_SIZE,
+    LinearAttentionOptions,
+    accumulation_dtype,
+    align_causal,
+    check_chunk_size,
+    feature_map,
+    feature_map_grad,
+    resolve_options,
+)
 
-DEFAULT_CHUNK_SIZE = 64
 DEFAULT_BLOCK_TOKENS = 1024  # tokens per vectorised block; a multiple of the chunk size is used
 
 
@@ -282,19 +290,25 @@ class ChunkedLinearAttentionFunction(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None, None, None
 
 
-def linear_attention_chunked(
+def chunk_linear_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    causal: bool = False,
-    key_padding_mask: Tensor | None = None,
-    feature: str = "elu+1",
-    eps: float = 1e-6,
+    *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     block_tokens: int = DEFAULT_BLOCK_TOKENS,
+    **options: Unpack[LinearAttentionOptions],
 ) -> Tensor:
-    """Chunked linear attention (see the module docstring); differentiable w.r.t. ``q, k, v``."""
+    """Chunked linear attention (see the module docstring); differentiable w.r.t. ``q, k, v``.
+
+    ``block_tokens`` bounds the tokens processed per vectorised step (memory, not the result).
+    """
+    causal, key_padding_mask, feature, eps = resolve_options(options)
+    check_chunk_size(chunk_size, "chunked")
+    drop = 0
+    if causal and q.shape[1] != k.shape[1]:
+        q, k, v, key_padding_mask, drop = align_causal(q, k, v, key_padding_mask)
     out, _ = ChunkedLinearAttentionFunction.apply(
         q, k, v, key_padding_mask, feature, causal, chunk_size, eps, block_tokens
     )
-    return out
+    return out[:, drop:] if drop else out

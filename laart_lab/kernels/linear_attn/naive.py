@@ -1,20 +1,16 @@
-"""Naive quadratic linear attention: the ground truth every fast implementation is tested against.
+"""Naive quadratic linear attention: the ground truth every other implementation is tested against.
 
 Builds the full ``[batch, heads, q_len, kv_len]`` score matrix, so it is O(T²) in time and memory and
-meant for tests and for :meth:`LinearAttention.attention_weights` on short snippets only.
+meant for tests and for ``LinearAttention.attention_weights`` on short snippets only.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from typing_extensions import Unpack
 
-from laart_lab.kernels.feature_maps import feature_map
-
-
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """States are accumulated in fp32 whatever the input dtype (fp64 stays fp64, for gradcheck)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from laart_lab.kernels.linear_attn.utils import LinearAttentionOptions, accumulation_dtype, feature_map, resolve_options
 
 
 def linear_scores(q: Tensor, k: Tensor, causal: bool, key_padding_mask: Tensor | None, feature: str) -> Tensor:
@@ -32,16 +28,12 @@ def linear_scores(q: Tensor, k: Tensor, causal: bool, key_padding_mask: Tensor |
     return scores
 
 
-def linear_attention_reference(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    causal: bool = False,
-    key_padding_mask: Tensor | None = None,
-    feature: str = "elu+1",
-    eps: float = 1e-6,
-) -> Tensor:
-    """``o_i = Σ_j s_ij v_j / (Σ_j s_ij + eps)`` with ``s_ij = φ(q_i)·φ(k_j)`` over the allowed keys."""
+def naive_linear_attention(q: Tensor, k: Tensor, v: Tensor, **options: Unpack[LinearAttentionOptions]) -> Tensor:
+    """``o_i = Σ_j s_ij v_j / (Σ_j s_ij + eps)`` with ``s_ij = φ(q_i)·φ(k_j)`` over the allowed keys.
+
+    Any ``q_len``/``kv_len``, causal or not (no alignment needed: the mask encodes the contract).
+    """
+    causal, key_padding_mask, feature, eps = resolve_options(options)
     scores = linear_scores(q, k, causal, key_padding_mask, feature)
     num = torch.einsum("bhqk,bkhe->bqhe", scores, v.to(scores.dtype))
     den = scores.sum(-1).transpose(1, 2)  # [batch, q_len, heads]

@@ -10,17 +10,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from laart_lab.components.attention import DecodingState
-from laart_lab.kernels.feature_maps import check_feature_map, feature_map
-from laart_lab.kernels.linear_reference import accumulation_dtype
+from laart_lab.kernels.contracts import DecodingState
+from laart_lab.kernels.linear_attn.utils import (
+    DEFAULT_OPTIONS,
+    FeatureMap,
+    accumulation_dtype,
+    check_eps,
+    check_feature_map,
+    feature_map,
+)
 
 
 class LinearRecurrentState(DecodingState):
     """O(1)-per-token decoding state; equals causal parallel linear attention token by token."""
 
-    def __init__(self, feature: str = "elu+1", eps: float = 1e-6) -> None:
-        self.feature = check_feature_map(feature)
-        self.eps = eps
+    recurrent = True
+
+    def __init__(
+        self, *, feature_map: FeatureMap = DEFAULT_OPTIONS["feature_map"], eps: float = DEFAULT_OPTIONS["eps"]
+    ) -> None:
+        self.feature_map = check_feature_map(feature_map)
+        self.eps = check_eps(eps)
         self.state: Tensor | None = None  # [batch, heads, D, E], fp32
         self.normaliser: Tensor | None = None  # [batch, heads, D], fp32
         self.tokens_seen = 0
@@ -40,8 +50,8 @@ class LinearRecurrentState(DecodingState):
         assert self.normaliser is not None
         outs = []
         for t in range(q.shape[1]):
-            qf = feature_map(q[:, t].to(acc), self.feature)  # [B, H, D]
-            kf = feature_map(k[:, t].to(acc), self.feature)
+            qf = feature_map(q[:, t].to(acc), self.feature_map)  # [B, H, D]
+            kf = feature_map(k[:, t].to(acc), self.feature_map)
             self.state += kf.unsqueeze(-1) * v[:, t].to(acc).unsqueeze(-2)
             self.normaliser += kf
             num = torch.einsum("bhd,bhde->bhe", qf, self.state)
