@@ -17,13 +17,13 @@ import time
 
 import torch
 
-from laart_lab.cli import _recipe_path
+from laart_lab.recipes import recipe_path
 from laart_lab.training_cli import LaartCLI
 
 
 def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:
     args = [
-        "--config", _recipe_path(recipe),
+        "--config", recipe_path(recipe),
         "--seed_everything", str(seed),
         "--data.init_args.seed", str(seed),
         "--trainer.logger.init_args.save_dir", out_dir,

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from laart_lab.cli import _recipe_path  # noqa: E402
+from laart_lab.recipes import recipe_path  # noqa: E402
 from laart_lab.training_cli import LaartCLI  # noqa: E402
 
 GRID = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 1e6)
@@ -53,7 +53,7 @@ def best_checkpoint(runs: Path, recipe: str, seed: int) -> Path:
 
 
 def sweep(recipe: str, seed: int, runs: Path, grid: tuple[float, ...]) -> list[dict]:
-    cli = LaartCLI(["--config", _recipe_path(recipe), "--data.init_args.seed", str(seed)], run=False)
+    cli = LaartCLI(["--config", recipe_path(recipe), "--data.init_args.seed", str(seed)], run=False)
     model, data = cli.model, cli.datamodule
     checkpoint = best_checkpoint(runs, recipe, seed)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])

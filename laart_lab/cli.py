@@ -29,7 +29,8 @@ from laart_lab.errors import DEBUG_ENV, UsageError, debug_enabled, user_error_ty
 TRAINER_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 SUBCOMMAND_HELP = {
-    "fit": "train a recipe (Lightning's fit); --ckpt_path last resumes its newest checkpoint",
+    "fit": "train a recipe (Lightning's fit); --ckpt_path last resumes its newest checkpoint; --no-check skips "
+    "the recipe pre-check",
     "validate": "evaluate a checkpoint on the validation split (--config RECIPE --ckpt_path CKPT)",
     "test": "evaluate a checkpoint on the test split (--config RECIPE --ckpt_path CKPT)",
     "predict": "run a checkpoint's predict_step over the predict data (--config RECIPE --ckpt_path CKPT)",
@@ -70,33 +71,8 @@ def usage() -> str:
 
 
 def plugin_report(registry: Any) -> dict[str, Any]:
-    """Plugins and components as plain data (``laart-lab plugins --json`` and ``plugins.yaml``)."""
-    return {
-        "laart_lab": __version__,
-        "plugins": [
-            {
-                "name": record.name,
-                "module": record.module,
-                "distribution": record.distribution,
-                "version": record.version,
-                "status": record.status,
-                "error": record.error,
-            }
-            for record in registry.plugins
-        ],
-        "components": [
-            {
-                "kind": entry.kind,
-                "name": entry.name,
-                "class": entry.class_path,
-                "plugin": entry.plugin,
-                "distribution": entry.distribution,
-                "version": entry.version,
-                "status": "loaded",
-            }
-            for entry in registry.entries()
-        ],
-    }
+    """Plugins and components as plain data (``laart-lab plugins --json``); see :meth:`Registry.report`."""
+    return registry.report()
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -169,6 +145,7 @@ def command_check(argv: Sequence[str]) -> int:
     import argparse
 
     from laart_lab.recipe_check import check_recipe
+    from laart_lab.recipes import recipe_path
 
     parser = argparse.ArgumentParser(
         prog="laart-lab check",
@@ -206,83 +183,28 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 # --------------------------------------------------------------------------------------------
 # recipes on the command line
 # --------------------------------------------------------------------------------------------
-def recipe_path(reference: str, option: str = "--config") -> str:
-    """A recipe file for ``reference`` (a path or a shipped recipe name), or a :class:`UsageError`."""
-    if os.path.isfile(reference):
-        return reference
-    from laart_lab.recipes import list_recipes, resolve_recipe
-
-    shipped = resolve_recipe(reference)
-    if shipped is not None:
-        return str(shipped)
-    names = [recipe.name for recipe in list_recipes()]
-    if os.path.isdir(reference):
-        raise UsageError(f"{option} {reference}: is a folder; give a YAML recipe file or a recipe name")
-    message = f"{option} {reference}: no recipe named {reference!r} and no file at that path."
-    close = difflib.get_close_matches(reference.removesuffix(".yaml"), names, n=1, cutoff=0.6)
-    if close:
-        message += f" Did you mean {close[0]!r}?"
-    raise UsageError(message + f" Recipes: {', '.join(names)} (`laart-lab recipes` describes them).")
-
-
-_recipe_path = recipe_path  # the name benchmarks import
-
-
-def _config_positions(argv: list[str]) -> list[tuple[int, str]]:
-    """(index of the value, value) of every ``--config X`` / ``--config=X`` / ``-c X``."""
-    found = []
-    for index, arg in enumerate(argv):
-        if arg in ("--config", "-c") and index + 1 < len(argv):
-            found.append((index + 1, argv[index + 1]))
-        elif arg.startswith("--config="):
-            found.append((index, arg.split("=", 1)[1]))
-    return found
-
-
 def _resolve_config_names(argv: list[str]) -> list[str]:
     """Let ``--config quickstart`` name a shipped recipe as well as a file path."""
+    from laart_lab.overrides import config_positions
+    from laart_lab.recipes import recipe_path
+
     resolved = list(argv)
-    for index, value in _config_positions(resolved):
+    for index, value in config_positions(resolved):
         path = recipe_path(value)
         resolved[index] = path if resolved[index] == value else "--config=" + path
     return resolved
 
 
-def _precheck(argv: list[str]) -> list[str]:
-    """Check the recipe(s) with the overrides applied, as ``laart-lab check`` does (no instantiation)."""
-    from laart_lab.overrides import compose, parse_overrides
-    from laart_lab.recipe_check import TOP_LEVEL_KEYS, check_config, label_problems, load_recipe
-
-    configs, problems = [], []
-    paths = [value for _, value in _config_positions(argv)]
-    for path in paths:
-        config, errors = load_recipe(path)
-        problems += [f"{path}: {error}" for error in errors]
-        if config is not None:
-            configs.append(config)
-    if problems or not configs:
-        return problems
-    overrides = parse_overrides(argv[1:], TOP_LEVEL_KEYS)
-    found = label_problems(check_config(compose(configs, overrides)), overrides)
-    where = paths[-1] if len(paths) == 1 else " + ".join(paths)
-    return [problem if problem.startswith("--") else f"{where}: {problem}" for problem in found]
+NO_CHECK = "--no-check"  # `fit --no-check`: skip the recipe pre-check (jsonargparse still validates while parsing)
 
 
-def argument_error_message(err: BaseException) -> str:
-    """jsonargparse's error in one line: the union-subtype noise dropped, the real reasons kept."""
-    noise = (
-        "Does not validate against any of the Union subtypes",
-        "Subtypes:",
-        "Errors:",
-        "Given value type:",
-        "Given value:",
-        "- Expected a <class 'NoneType'>",
-        "Expected a <class 'NoneType'>",
-    )
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    kept = [line.lstrip("- ").strip() for line in lines if not line.startswith(noise)]
-    unique = list(dict.fromkeys(kept))
-    return " ".join(unique) if unique else str(err)
+def _wants_precheck(args: list[str]) -> bool:
+    """Whether a trainer subcommand runs the recipe pre-check: not for help, ``--print_config`` or ``--no-check``."""
+    for arg in args:
+        option = arg.split("=", 1)[0]
+        if option in ("-h", "--help", "--print_config", NO_CHECK):
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,8 +215,12 @@ def _run_trainer_subcommand(args: list[str]) -> int:
     from laart_lab.registry import get_registry
 
     get_registry()
-    if "--print_config" not in " ".join(args) and not {"-h", "--help"} & set(args):
-        problems = _precheck(args)
+    precheck = _wants_precheck(args)
+    args = [arg for arg in args if arg != NO_CHECK]
+    if precheck:
+        from laart_lab.recipe_check import check_command_line
+
+        problems = check_command_line(args)
         if problems:
             if len(problems) == 1:
                 raise UsageError(problems[0])
@@ -304,7 +230,7 @@ def _run_trainer_subcommand(args: list[str]) -> int:
             return 2
     import warnings
 
-    from laart_lab.training_cli import LaartCLI
+    from laart_lab.training_cli import LaartCLI, argument_error_message
 
     try:
         with warnings.catch_warnings():
@@ -326,10 +252,11 @@ def _run_trainer_subcommand(args: list[str]) -> int:
 
 def _report_interrupt(args: list[str]) -> int:
     from laart_lab.callbacks.interrupt import last_interrupt
+    from laart_lab.overrides import config_positions
 
     which = last_interrupt.get("signal") or "SIGTERM"
     path = last_interrupt.get("path")
-    configs = " ".join(f"--config {value}" for _, value in _config_positions(args))
+    configs = " ".join(f"--config {value}" for _, value in config_positions(args))
     if path:
         print(
             f"stopped by {which} at step {last_interrupt.get('step')}; resumable checkpoint: {path}\n"

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 # options of the trainer subcommands that are not recipe keys (jsonargparse handles them)
-NON_RECIPE_OPTIONS = {"--config", "--print_config", "-c", "--help", "-h"}
+NON_RECIPE_OPTIONS = {"--config", "--print_config", "-c", "--help", "-h", "--no-check"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,17 @@ class Override:
     key: str  # dotted, without the leading "--"
     value: Any
     raw: str  # as given, for messages
+
+
+def config_positions(argv: list[str]) -> list[tuple[int, str]]:
+    """(index of the value, value) of every ``--config X`` / ``--config=X`` / ``-c X`` in ``argv``."""
+    found = []
+    for index, arg in enumerate(argv):
+        if arg in ("--config", "-c") and index + 1 < len(argv):
+            found.append((index + 1, argv[index + 1]))
+        elif arg.startswith("--config="):
+            found.append((index, arg.split("=", 1)[1]))
+    return found
 
 
 def parse_overrides(argv: list[str], top_level: set[str]) -> list[Override]:

@@ -1,18 +1,26 @@
-"""Validate a recipe and report every problem at once (``laart-lab check``).
+"""Validate a recipe and report every problem at once (``laart-lab check``, and ``fit``'s pre-check).
 
 jsonargparse stops at the first error it meets. Before a long run a user wants the whole list, so
-this walks the recipe itself: each ``class_path`` is resolved (registered names included), each
-``init_args`` key is checked against the component's signature (with the accepted names listed and
-the closest one suggested), each value is type-checked by jsonargparse on its own, and nested
-components are checked recursively. If the recipe is clean it is then built for real through
-:class:`laart_lab.cli.LaartCLI` (parse + instantiate, no training) and the data module is set up,
-which catches what only construction can reveal (a missing data file, a bad value).
+this walks the recipe, leaning on jsonargparse wherever it can: the top-level keys are those of the
+real ``LaartCLI`` parser (:func:`laart_lab.training_cli.recipe_keys`), each ``class_path`` is resolved
+by the registry (:meth:`laart_lab.registry.Registry.resolve`: registered names, deprecated aliases,
+class paths), and each plain value is validated by jsonargparse's own parser of that class (one
+parser per class, built as LightningCLI builds it), key by key, so that every bad value is reported.
+What this adds to jsonargparse: unknown ``init_args`` keys are listed with the component's accepted
+arguments and the closest one, and nested components are checked recursively. If the recipe is clean
+it is then built for real through :class:`laart_lab.training_cli.LaartCLI` (parse + instantiate, no
+training) and the data module is set up, which catches what only construction can reveal (a missing
+data file, a bad value).
+
+``laart-lab fit`` runs the same check first (without the build) on the recipe files and command-line
+overrides (:func:`check_command_line`); ``fit --no-check`` skips it.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import difflib
+import functools
 import inspect
 import typing
 from collections.abc import Sequence
@@ -20,24 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.loggers import Logger
 
 from laart_lab import component_names
-from laart_lab.overrides import Override, attribute, compose, parse_overrides
-from laart_lab.registry import PluginError, get_registry
+from laart_lab.overrides import Override, attribute, compose, config_positions, parse_overrides
+from laart_lab.registry import PluginError, get_registry, import_class_path
+from laart_lab.training_cli import LaartCLI, argument_error_message, recipe_keys
 
-TOP_LEVEL_KEYS = {
-    "seed_everything",
-    "trainer",
-    "model",
-    "data",
-    "optimizer",
-    "lr_scheduler",
-    "ckpt_path",
-    "interrupt_checkpoint",  # the InterruptCheckpoint that `laart-lab fit` adds to every run
-}
 SPEC_KEYS = {"class_path", "init_args", "dict_kwargs"}
 
 
@@ -68,11 +67,32 @@ def check_recipe(path: str | Path, instantiate: bool = True, overrides: Sequence
     config, problems = load_recipe(path)
     if config is None:
         return problems
-    parsed = parse_overrides(list(overrides), TOP_LEVEL_KEYS)
+    parsed = parse_overrides(list(overrides), recipe_keys())
     problems = label_problems(check_config(compose([config], parsed)), parsed)
     if not problems and instantiate:
         problems += _build(Path(path), overrides)
     return problems
+
+
+def check_command_line(argv: Sequence[str]) -> list[str]:
+    """``fit``'s pre-check: the recipe files of ``argv`` (``fit --config A --config B --x.y v``) with its
+    overrides applied, checked as ``laart-lab check`` does (without building anything)."""
+    argv = list(argv)
+    subcommand = argv[0] if argv and not argv[0].startswith("-") else "fit"
+    configs, problems = [], []
+    paths = [value for _, value in config_positions(argv)]
+    for path in paths:
+        config, errors = load_recipe(path)
+        problems += [f"{path}: {error}" for error in errors]
+        if config is not None:
+            configs.append(config)
+    if problems or not configs:
+        return problems
+    keys = recipe_keys(subcommand)
+    overrides = parse_overrides(argv[1:], keys)
+    found = label_problems(check_config(compose(configs, overrides), keys), overrides)
+    where = paths[-1] if len(paths) == 1 else " + ".join(paths)
+    return [problem if problem.startswith("--") else f"{where}: {problem}" for problem in found]
 
 
 def label_problems(problems: list[str], overrides: list[Override]) -> list[str]:
@@ -84,12 +104,16 @@ def label_problems(problems: list[str], overrides: list[Override]) -> list[str]:
     return labelled
 
 
-def check_config(config: dict[str, Any]) -> list[str]:
-    """Every problem in a recipe given as plain data (see :func:`check_recipe`)."""
+def check_config(config: dict[str, Any], top_level_keys: set[str] | None = None) -> list[str]:
+    """Every problem in a recipe given as plain data (see :func:`check_recipe`).
+
+    ``top_level_keys``: the keys the subcommand's parser accepts (default: ``fit``'s, :func:`recipe_keys`).
+    """
     problems: list[str] = []
+    keys = top_level_keys if top_level_keys is not None else recipe_keys()
     for key in config:
-        if key not in TOP_LEVEL_KEYS:
-            problems.append(_unknown_key(key, "the recipe's top level", sorted(TOP_LEVEL_KEYS)))
+        if key not in keys:
+            problems.append(_unknown_key(key, "the recipe's top level", sorted(keys)))
     try:
         get_registry()
     except PluginError as err:
@@ -147,8 +171,7 @@ def _check_spec(
                 f"{where}: unexpected key {key!r} next to class_path; put component arguments under `init_args:`"
             )
     try:
-        class_path = component_names.resolve_class_path(base, str(spec["class_path"]))
-        cls = component_names.import_class(class_path)
+        cls, class_path = _resolve(base, str(spec["class_path"]))
     except PluginError as err:
         problems.append(f"{where}.class_path: {err}")
         return None
@@ -168,6 +191,18 @@ def _check_spec(
         cls, init_args, f"{where}.init_args", _label(str(spec["class_path"]), class_path), skip_required
     )
     return cls
+
+
+def _resolve(base: type, ref: str) -> tuple[type, str]:
+    """The class a spec's ``class_path`` names, and its dotted path: through the registry for a component
+    kind, as jsonargparse resolves it otherwise (loggers, LightningModules)."""
+    registry = get_registry()
+    kind = registry.kind_of_class(base)
+    if kind is not None:
+        cls = registry.resolve(kind, ref)
+    else:
+        cls = import_class_path(component_names.resolve_class_path(base, ref))
+    return cls, f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _label(given: str, resolved: str) -> str:
@@ -201,7 +236,7 @@ def _check_init_args(
                 problems.append(_unknown_key(key, f"{where}: {label}", sorted(params)))
             continue
         hint = hints.get(key, params[key].annotation)
-        problems += _check_value(value, hint, f"{where}.{key}")
+        problems += _check_value(value, hint, f"{where}.{key}", owner=cls, key=key)
     if skip_required != {"*"}:
         for name, param in params.items():
             missing = param.default is inspect.Parameter.empty and name not in init_args
@@ -241,7 +276,7 @@ def _factory_arity(hint: Any) -> int:
     return max((_factory_arity(arg) for arg in typing.get_args(hint)), default=0) if origin is not None else 0
 
 
-def _check_value(value: Any, hint: Any, where: str) -> list[str]:
+def _check_value(value: Any, hint: Any, where: str, owner: type, key: str) -> list[str]:
     is_spec = isinstance(value, dict) and "class_path" in value
     items = (
         value
@@ -257,24 +292,33 @@ def _check_value(value: Any, hint: Any, where: str) -> list[str]:
         return problems
     if hint is inspect.Parameter.empty or hint is typing.Any:
         return []
-    parser = ArgumentParser(exit_on_error=False)
-    try:
-        parser.add_argument("--value", type=hint)
-    except Exception:  # a type jsonargparse cannot check on its own: leave it to the build step
+    parser, keys = _class_parser(owner)
+    if parser is None or key not in keys:  # jsonargparse cannot describe it on its own: left to the build step
         return []
     try:
-        parser.parse_object({"value": value})
+        # required arguments are skipped: this checks one value; missing ones are reported separately
+        parser.validate(Namespace(**{key: value}), skip_required=True)
     except Exception as err:
-        reason = str(err).replace('Parser key "value":', "").strip().splitlines()[0]
+        reason = argument_error_message(err).replace(f'Parser key "{key}":', "").strip()
         return [f"{where}: {value!r} is not valid here ({reason})"]
     return []
 
 
+@functools.cache
+def _class_parser(cls: type) -> tuple[ArgumentParser | None, frozenset[str]]:
+    """jsonargparse's parser of ``cls``'s arguments (built as LightningCLI builds it, once per class) and
+    the argument names it has."""
+    parser = ArgumentParser(exit_on_error=False)
+    try:
+        parser.add_class_arguments(cls, fail_untyped=False)
+        keys = frozenset(key.split(".", 1)[0] for key in parser.get_defaults().keys())  # noqa: SIM118 (a Namespace is not iterable)
+    except Exception:  # jsonargparse cannot describe this signature
+        return None, frozenset()
+    return parser, keys
+
+
 def _build(path: Path, overrides: Sequence[str] = ()) -> list[str]:
     """Parse and instantiate the recipe through the real CLI, then set up its data."""
-    from laart_lab.cli import argument_error_message
-    from laart_lab.training_cli import LaartCLI
-
     try:
         cli = LaartCLI(["--config", str(path), *overrides, "--trainer.logger", "false"], run=False)
     except SystemExit as exit_:

@@ -7,9 +7,12 @@ name (file stem) wherever a path is expected.
 
 from __future__ import annotations
 
+import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from laart_lab.errors import UsageError
 from laart_lab.registry import Registry, get_registry
 
 
@@ -49,3 +52,21 @@ def resolve_recipe(reference: str, registry: Registry | None = None) -> Path | N
         if recipe.name == stem:
             return recipe.path
     return None
+
+
+def recipe_path(reference: str, option: str = "--config") -> str:
+    """A recipe file for ``reference`` (a path or a shipped recipe name), or a :class:`UsageError` saying
+    what is wrong (with the closest recipe name). ``option`` names the argument in the message."""
+    if os.path.isfile(reference):
+        return reference
+    shipped = resolve_recipe(reference)
+    if shipped is not None:
+        return str(shipped)
+    names = [recipe.name for recipe in list_recipes()]
+    if os.path.isdir(reference):
+        raise UsageError(f"{option} {reference}: is a folder; give a YAML recipe file or a recipe name")
+    message = f"{option} {reference}: no recipe named {reference!r} and no file at that path."
+    close = difflib.get_close_matches(reference.removesuffix(".yaml"), names, n=1, cutoff=0.6)
+    if close:
+        message += f" Did you mean {close[0]!r}?"
+    raise UsageError(message + f" Recipes: {', '.join(names)} (`laart-lab recipes` describes them).")

@@ -6,6 +6,10 @@ whose import raises, or that implements a hook name we do not define, is recorde
 its error and a warning, and the others still load. :class:`Registry` then asks every plugin's
 ``register_<kind>`` hooks for its components and indexes them by ``(kind, name)``.
 
+:meth:`Registry.resolve` is the one way from what a recipe or checkpoint says (a registered name, a
+deprecated alias, or a class path) to a class: the CLI, ``laart-lab check``, the jsonargparse hook
+(:mod:`laart_lab.component_names`) and the models (:func:`component_factory`) all go through it.
+
 Environment:
 
 * ``LAART_LAB_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the built-in plugins (those shipped by the
@@ -15,18 +19,20 @@ Environment:
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.metadata as importlib_metadata
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pluggy
 
-from laart_lab import hookspecs
+from laart_lab import __version__, hookspecs
+from laart_lab.hookspecs import ComponentKind
 
 BUILTIN_DISTRIBUTION = "laart-lab"
 AUTOLOAD_ENV = "LAART_LAB_DISABLE_PLUGIN_AUTOLOAD"
@@ -53,31 +59,16 @@ class PluginLoadWarning(UserWarning):
     """A plugin failed to load; the others were loaded."""
 
 
-@dataclass(frozen=True)
-class ComponentKind:
-    """One kind of component: its hook, and the base class its components must subclass."""
+class DeprecatedNameWarning(FutureWarning):
+    """A recipe or checkpoint used a component's old (aliased) name; it still works.
 
-    name: str
-    hook: str
-    base_path: str  # "module:Class", imported lazily so that listing kinds stays cheap
-
-    @property
-    def base(self) -> type:
-        module_name, _, class_name = self.base_path.partition(":")
-        module = __import__(module_name, fromlist=[class_name])
-        return getattr(module, class_name)
+    A ``FutureWarning`` (Python's deprecation category for end users): shown by default, unlike
+    ``DeprecationWarning``, because the one who can fix it is the recipe's author.
+    """
 
 
-KINDS: dict[str, ComponentKind] = {
-    kind.name: kind
-    for kind in (
-        ComponentKind("attention", "register_attention", "laart_lab.components.attention:AttentionBackend"),
-        ComponentKind("memory", "register_memory", "laart_lab.components.memory:MemoryModule"),
-        ComponentKind("reasoner", "register_reasoner", "laart_lab.components.reasoner:Reasoner"),
-        ComponentKind("datamodule", "register_datamodule", "lightning.pytorch:LightningDataModule"),
-        ComponentKind("callback", "register_callback", "lightning.pytorch:Callback"),
-    )
-}
+#: kind name -> kind; the list itself is :data:`laart_lab.hookspecs.KINDS`
+KINDS: dict[str, ComponentKind] = {kind.name: kind for kind in hookspecs.KINDS}
 
 
 @dataclass
@@ -143,6 +134,26 @@ class ComponentEntry:
         return f"{self.target.__module__}.{self.target.__qualname__}"
 
 
+def import_class_path(path: str) -> Any:
+    """The object ``"pkg.module.Name"`` or ``"pkg.module:Name"`` names (ImportError / AttributeError if none)."""
+    module_name, name = _split_class_path(path)
+    return getattr(importlib.import_module(module_name), name)
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A deprecated name (or old class path) of a component, kept so old recipes and checkpoints load."""
+
+    kind: str
+    old: str
+    name: str  # the component's registered name now
+    plugin: str
+
+
 def _check_base(kind: str, name: str, cls: Any, plugin: str, distribution: str) -> None:
     base = KINDS[kind].base
     if not (isinstance(cls, type) and issubclass(cls, base)):
@@ -177,7 +188,7 @@ def _register_checked(manager: pluggy.PluginManager, plugin: Any, record: Plugin
         manager.check_pending()
     except pluggy.PluginValidationError as err:
         manager.unregister(plugin)
-        known = ", ".join(sorted(kind.hook for kind in KINDS.values()) + ["register_recipes"])
+        known = ", ".join(hookspecs.hook_names())
         raise PluginError(f"{err} (known hooks: {known})") from err
 
 
@@ -222,6 +233,8 @@ class Registry:
         self.manager = manager
         self.plugins: list[PluginRecord] = list(plugins)
         self._components: dict[tuple[str, str], ComponentEntry] = {}
+        self._aliases: dict[tuple[str, str], Alias] = {}
+        self._warned: set[tuple[str, str]] = set()  # each old name warns once per process, not per lookup
         self._recipe_dirs: list[tuple[Path, PluginRecord]] = []
         self._collect()
 
@@ -246,9 +259,13 @@ class Registry:
             record = self._record_for(impl.plugin)
             impl.function(register=lambda path, record=record: self._recipe_dirs.append((Path(path), record)))
 
-    def _registrar(self, kind: ComponentKind, record: PluginRecord):
-        def register(name: str, cls: type | str) -> None:
-            self.add(kind.name, name, cls, plugin=record.name, distribution=record.distribution, version=record.version)
+    def _registrar(self, kind: ComponentKind, record: PluginRecord) -> hookspecs.RegisterComponent:
+        def register(name: str, target: type | str, *, aliases: Iterable[str] = ()) -> None:
+            self.add(
+                kind.name, name, target, plugin=record.name, distribution=record.distribution, version=record.version
+            )
+            for old in aliases:
+                self.add_alias(kind.name, old, name, plugin=record.name)
 
         return register
 
@@ -274,8 +291,34 @@ class Registry:
                 f"{entry.class_path} from {distribution} {version} (plugin {plugin!r}). "
                 f"Uninstall one of them, or set {AUTOLOAD_ENV}=1 with {ALLOWLIST_ENV} naming the one to keep."
             )
+        if (kind, name) in self._aliases:
+            raise DuplicateComponentError(
+                f"plugin {plugin!r} registers the {kind} {name!r}, which plugin {self._aliases[kind, name].plugin!r} "
+                f"keeps as a deprecated name of {self._aliases[kind, name].name!r}"
+            )
         self._components[(kind, name)] = entry
         return entry
+
+    def add_alias(self, kind: str, old: str, name: str, *, plugin: str = "(run time)") -> Alias:
+        """Keep ``old`` (a former registered name, or a former class path) resolving to ``kind``/``name``.
+
+        Old recipes and checkpoints then still load; each use warns with :class:`DeprecatedNameWarning`.
+        """
+        if kind not in KINDS:
+            raise PluginError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
+        if (kind, old) in self._components:
+            raise DuplicateComponentError(
+                f"plugin {plugin!r} keeps {old!r} as an old {kind} name, but a plugin registers that name"
+            )
+        alias = Alias(kind, old, name, plugin)
+        existing = self._aliases.get((kind, old))
+        if existing is not None and existing.name != name:
+            raise DuplicateComponentError(
+                f"the old {kind} name {old!r} is kept for two components: {existing.name!r} "
+                f"(plugin {existing.plugin!r}) and {name!r} (plugin {plugin!r})"
+            )
+        self._aliases[(kind, old)] = alias
+        return alias
 
     # -- queries ----------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
@@ -284,25 +327,101 @@ class Registry:
     def entries(self, kind: str | None = None) -> list[ComponentEntry]:
         return [entry for key, entry in sorted(self._components.items()) if kind is None or key[0] == kind]
 
+    def aliases(self, kind: str | None = None) -> list[Alias]:
+        return [alias for key, alias in sorted(self._aliases.items()) if kind is None or key[0] == kind]
+
     def __iter__(self) -> Iterator[ComponentEntry]:
         return iter(self.entries())
 
     def find(self, kind: str, name: str) -> ComponentEntry | None:
+        """The component registered as ``kind``/``name`` (aliases not followed: see :meth:`lookup`)."""
         return self._components.get((kind, name))
 
+    def lookup(self, kind: str, ref: str) -> ComponentEntry | None:
+        """The component a recipe's ``ref`` names: a registered name, a deprecated alias (warns), or None.
+
+        ``ref`` may also be an old class path kept as an alias, or ``"module:Class"`` / ``"module.Class"``
+        of a registered component (old checkpoints hold such paths).
+        """
+        entry = self._components.get((kind, ref))
+        if entry is not None:
+            return entry
+        alias = self._aliases.get((kind, ref)) or self._aliases.get((kind, ref.replace(":", ".")))
+        if alias is not None:
+            entry = self._components.get((kind, alias.name))
+            if entry is None:
+                raise PluginError(
+                    f"{ref!r} is kept as an old name of the {kind} {alias.name!r} (plugin {alias.plugin!r}), "
+                    f"which no plugin registers. {self.unknown_message(kind, alias.name, suggest=False)}"
+                )
+            if (kind, ref) not in self._warned:
+                self._warned.add((kind, ref))
+                warnings.warn(
+                    f"{kind} {ref!r} is a deprecated name of {alias.name!r} ({entry.class_path}); "
+                    f"write `class_path: {alias.name}` in the recipe",
+                    DeprecatedNameWarning,
+                    stacklevel=3,
+                )
+            return entry
+        return None
+
     def get(self, kind: str, name: str) -> ComponentEntry:
-        """The component ``kind``/``name``, or an :class:`UnknownComponentError` suggesting close names."""
-        entry = self.find(kind, name)
+        """The component ``kind``/``name`` (aliases followed), or an :class:`UnknownComponentError` with close names."""
+        entry = self.lookup(kind, name)
         if entry is None:
             raise UnknownComponentError(self.unknown_message(kind, name))
         return entry
 
-    def unknown_message(self, kind: str, name: str) -> str:
+    def resolve(self, kind: str, ref: str | type) -> type:
+        """The class ``ref`` names for ``kind``: a registered name, a deprecated alias, or a class path.
+
+        The one way from a name to a class. Unknown names raise :class:`UnknownComponentError` (with the
+        closest registered name); a class path that cannot be imported, or is not of this kind, a
+        :class:`PluginError` naming it.
+        """
+        if kind not in KINDS:
+            raise PluginError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
+        if isinstance(ref, type):
+            cls: Any = ref
+        else:
+            entry = self.lookup(kind, ref)
+            if entry is not None:
+                return entry.cls
+            if "." not in ref and ":" not in ref:
+                raise UnknownComponentError(self.unknown_message(kind, ref))
+            try:
+                cls = import_class_path(ref)
+            except (ImportError, AttributeError) as err:
+                raise PluginError(
+                    f"{kind} class_path {ref!r} cannot be imported ({type(err).__name__}: {err}). "
+                    f"Registered {kind} names: {', '.join(self.names(kind)) or '(none)'}"
+                ) from err
+        base = KINDS[kind].base
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginError(f"{ref!r} is not of kind {kind!r}: not a subclass of {KINDS[kind].base_name}")
+        return cls
+
+    def class_path_of(self, kind: str, ref: str) -> str | None:
+        """The dotted class path of the component ``ref`` names (name or alias), without importing it."""
+        entry = self.lookup(kind, ref)
+        return entry.class_path if entry is not None else None
+
+    def name_of(self, kind: str, cls: Any) -> str | None:
+        """The registered name of class ``cls`` (without importing other lazily registered classes)."""
+        if not isinstance(cls, type):
+            return None
+        path = _dotted(cls)
+        for entry in self.entries(kind):
+            if entry.target is cls or entry.class_path == path:
+                return entry.name
+        return None
+
+    def unknown_message(self, kind: str, name: str, suggest: bool = True) -> str:
         if kind not in KINDS:
             return f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}"
         available = self.names(kind)
         message = f"no {kind} named {name!r} is registered."
-        close = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
+        close = difflib.get_close_matches(name, available, n=1, cutoff=0.5) if suggest else []
         if close:
             message += f" Did you mean {close[0]!r}?"
         message += f" Available {kind} names: {', '.join(available) if available else '(none)'}."
@@ -312,7 +431,7 @@ class Registry:
         message += " Run `laart-lab plugins` to see every plugin and component."
         return message
 
-    def kind_of_class(self, cls: type) -> str | None:
+    def kind_of_class(self, cls: Any) -> str | None:
         """The component kind whose base class ``cls`` is (or derives from), if any."""
         if not isinstance(cls, type):
             return None
@@ -326,6 +445,49 @@ class Registry:
 
     def failed_plugins(self) -> list[PluginRecord]:
         return [record for record in self.plugins if record.status == "failed"]
+
+    def report(self) -> dict[str, Any]:
+        """Plugins and components as plain data (``laart-lab plugins --json`` and each run's ``plugins.yaml``)."""
+        components = [
+            {
+                "kind": entry.kind,
+                "name": entry.name,
+                "class": entry.class_path,
+                "plugin": entry.plugin,
+                "distribution": entry.distribution,
+                "version": entry.version,
+                "status": "loaded",
+            }
+            for entry in self.entries()
+        ]
+        for alias in self.aliases():
+            entry = self._components.get((alias.kind, alias.name))
+            components.append(
+                {
+                    "kind": alias.kind,
+                    "name": alias.old,
+                    "class": entry.class_path if entry else "?",
+                    "plugin": alias.plugin,
+                    "distribution": entry.distribution if entry else "?",
+                    "version": entry.version if entry else "?",
+                    "status": f"deprecated name of {alias.name!r}",
+                }
+            )
+        return {
+            "laart_lab": __version__,
+            "plugins": [
+                {
+                    "name": record.name,
+                    "module": record.module,
+                    "distribution": record.distribution,
+                    "version": record.version,
+                    "status": record.status,
+                    "error": record.error,
+                }
+                for record in self.plugins
+            ],
+            "components": components,
+        }
 
 
 _registry: Registry | None = None
@@ -358,3 +520,61 @@ def registry_with(*plugins: Any, include_installed: bool = True) -> Registry:
         _register_checked(manager, plugin, record)
         records.append(record)
     return Registry(manager, records)
+
+
+# --------------------------------------------------------------------------------------------
+# component factories <-> plain data (models save plain specs in their hyper-parameters)
+# --------------------------------------------------------------------------------------------
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def component_spec(factory: Any, kind: str) -> Any:
+    """A plain-data description ``{"class_path": ..., "init_args": {...}}`` of a component factory.
+
+    Recipes already give plain data (LightningCLI passes the recipe's dict); this covers models built
+    in Python from a class or a ``functools.partial`` of one. The registered name is preferred to the
+    class path, so that the spec survives the class moving.
+    """
+    if _is_plain(factory):
+        return factory
+    init_args: dict[str, Any] = {}
+    target = factory
+    if isinstance(factory, functools.partial):
+        target, init_args = factory.func, dict(factory.keywords)
+    name = get_registry().name_of(kind, target)
+    class_path = name or f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+    return {"class_path": class_path, "init_args": {k: v for k, v in init_args.items() if _is_plain(v)}}
+
+
+def component_factory(spec: Any, kind: str) -> Any:
+    """The inverse of :func:`component_spec`: a factory from a callable, a name, or a class_path mapping.
+
+    ``None`` and callables pass through unchanged; names and class paths go through :meth:`Registry.resolve`.
+    """
+    if spec is None or callable(spec):
+        return spec
+    if isinstance(spec, str):
+        spec = {"class_path": spec}
+    if not isinstance(spec, Mapping) or "class_path" not in spec:
+        raise ValueError(f"cannot build a {kind} component from {spec!r}; expected a class_path/init_args mapping")
+    cls = get_registry().resolve(kind, str(spec["class_path"]))
+    return functools.partial(cls, **dict(spec.get("init_args") or {}))
+
+
+def make_specs_plain(hparams: MutableMapping[str, Any], kinds: Mapping[str, str]) -> None:
+    """Replace each component factory in ``hparams`` (``{argument: kind}``) by its plain spec.
+
+    A model built in Python gets classes or partials; checkpoints must hold plain data only.
+    """
+    for key, kind in kinds.items():
+        hparams[key] = component_spec(hparams.get(key), kind)

@@ -16,6 +16,8 @@ Kept apart from :mod:`laart_lab.cli` so that ``laart-lab --help``, ``--version``
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 import zipfile
@@ -43,7 +45,7 @@ from laart_lab.checkpoints import (
 from laart_lab.components.data import OffersDataFacts, match_data_facts
 from laart_lab.errors import UserError
 from laart_lab.quiet import silence_known_noise
-from laart_lab.registry import get_registry
+from laart_lab.registry import get_registry, import_class_path
 
 TRAINER_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -52,8 +54,6 @@ class LaartSaveConfigCallback(SaveConfigCallback):
     """Saves the resolved ``config.yaml`` next to the logs, plus ``plugins.yaml`` with plugin versions."""
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        from laart_lab.cli import plugin_report
-
         # save_config runs on rank 0 only: trainer.log_dir is a collective (broadcast) and would
         # deadlock under DDP, so read the logger's directory directly
         logger = trainer.loggers[0] if trainer.loggers else None
@@ -62,7 +62,7 @@ class LaartSaveConfigCallback(SaveConfigCallback):
             return
         os.makedirs(log_dir, exist_ok=True)
         with open(os.path.join(log_dir, "plugins.yaml"), "w", encoding="utf-8") as handle:
-            yaml.safe_dump(plugin_report(get_registry()), handle, sort_keys=False)
+            yaml.safe_dump(get_registry().report(), handle, sort_keys=False)
 
 
 def _active_config(cli: LightningCLI) -> Namespace:
@@ -75,16 +75,19 @@ def fill_data_facts(config: Namespace) -> dict[str, Any]:
     The contract is :class:`laart_lab.components.data.OffersDataFacts`: every model init arg of the same
     name as a fact that is unset or ``None`` takes the fact's value; a fact the model has no argument
     for is warned about, once.
+
+    The data module built here is a second one: LightningCLI builds the run's own afterwards, through
+    its instantiator, which records the data module's hyper-parameters for checkpoints.
     """
     data_spec, model_spec = config.get("data"), config.get("model")
     if not isinstance(data_spec, Namespace) or not isinstance(model_spec, Namespace):
         return {}
-    data_class = component_names.import_class(data_spec.class_path)
+    data_class = import_class_path(data_spec.class_path)
     if not issubclass(data_class, OffersDataFacts):
         return {}
     init_args = data_spec.get("init_args") or Namespace()
     datamodule = data_class(**init_args.as_dict())
-    model_class = component_names.import_class(model_spec.class_path)
+    model_class = import_class_path(model_spec.class_path)
     model_args = model_spec.get("init_args")
     match = match_data_facts(datamodule.data_facts(), model_class, model_args.as_dict() if model_args else {})
     message = match.unmatched_message(data_class.__name__, model_class.__name__)
@@ -95,6 +98,50 @@ def fill_data_facts(config: Namespace) -> dict[str, Any]:
     for key, value in match.filled.items():
         model_args[key] = value
     return match.filled
+
+
+def argument_error_message(err: BaseException) -> str:
+    """jsonargparse's error in one line: the union-subtype noise dropped, the real reasons kept."""
+    noise = (
+        "Does not validate against any of the Union subtypes",
+        "Subtypes:",
+        "Errors:",
+        "Given value type:",
+        "Given value:",
+        "- Expected a <class 'NoneType'>",
+        "Expected a <class 'NoneType'>",
+    )
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    kept = [line.lstrip("- ").strip() for line in lines if not line.startswith(noise)]
+    unique = list(dict.fromkeys(kept))
+    return " ".join(unique) if unique else str(err)
+
+
+def recipe_keys(subcommand: str = "fit") -> set[str]:
+    """The top-level keys a recipe may have for ``subcommand``: those of LaartCLI's own parser."""
+    return set(_recipe_keys(subcommand))
+
+
+@functools.cache
+def _recipe_keys(subcommand: str) -> frozenset[str]:
+    class _ParserBuilt(Exception):
+        pass
+
+    class _ParserOnly(LaartCLI):
+        def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+            raise _ParserBuilt(parser)  # stop once LightningCLI has built the parser: nothing is parsed
+
+    try:
+        _ParserOnly([], run=False)
+    except _ParserBuilt as built:
+        parser = built.args[0]
+    else:  # pragma: no cover - LightningCLI always parses
+        raise RuntimeError("LaartCLI did not build its parser")
+    keys = {key.split(".", 1)[0] for key in parser.get_defaults().keys()} - {"config"}  # noqa: SIM118 (not iterable)
+    # the subcommand's own arguments (fit's ckpt_path, ...), as LightningCLI adds them to its subparser
+    skip = LightningCLI.subcommands().get(subcommand, set()) | {"self"}
+    keys |= set(inspect.signature(getattr(Trainer, subcommand)).parameters) - skip
+    return frozenset(keys)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,61 @@ def test_test_and_predict_subcommands_run_from_a_checkpoint(tmp_path: Path) -> N
         cwd=tmp_path,
     )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
+
+
+def test_fit_no_check_skips_the_recipe_pre_check(tmp_path: Path) -> None:
+    args = ["fit", "--config", "quickstart", "--model.init_args.n_head", "4"]
+    checked = run_cli(*args, cwd=tmp_path)
+    assert checked.returncode == 2 and "It accepts:" in checked.stderr  # the pre-check's wording
+    unchecked = run_cli(*args, "--no-check", cwd=tmp_path)
+    assert unchecked.returncode == 2 and "n_head" in unchecked.stderr  # jsonargparse still rejects it...
+    assert "It accepts:" not in unchecked.stderr and "Traceback" not in unchecked.stderr  # ...without the pre-check
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_pre_check_is_skipped_for_print_config_and_help_only() -> None:
+    from laart_lab.cli import _wants_precheck
+
+    assert _wants_precheck(["fit", "--config", "x.yaml", "--trainer.default_root_dir", "runs--print_config"])
+    assert _wants_precheck(["fit", "--config", "x.yaml"])
+    for skip in (["--print_config"], ["--print_config=skip_null"], ["--help"], ["-h"], ["--no-check"]):
+        assert not _wants_precheck(["fit", "--config", "x.yaml", *skip]), skip
+
+
+ECHO_V1 = """
+import laart_lab
+from laart_lab.components import AttentionBackend
+
+class Echo(AttentionBackend):
+    def forward(self, q, k, v, causal=False, key_padding_mask=None):
+        return v
+
+@laart_lab.hookimpl
+def register_attention(register):
+    register("echo", Echo)
+"""
+# release 2 renames the component and moves its class; the aliases keep release 1's recipes and checkpoints
+ECHO_V2 = ECHO_V1.replace('register("echo", Echo)', 'register("echo2", Echo, aliases=["echo", "echo_v1.Echo"])')
+
+
+@pytest.mark.slow
+def test_a_renamed_plugin_keeps_old_recipes_and_checkpoints_loading(tmp_path: Path, fake_site) -> None:
+    site = fake_site("laart-echo", "1.0", {"echo": "echo_v1"}, {"echo_v1": ECHO_V1})
+    recipe = quickstart_variant(tmp_path, attention={"class_path": "echo"})
+    trained = run_cli("fit", "--config", str(recipe), *QUICK, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    checkpoint = next((tmp_path / "runs" / "quickstart" / "version_0" / "checkpoints").glob("last.ckpt"))
+    saved = torch.load(checkpoint, weights_only=True)["hyper_parameters"]["attention"]["class_path"]
+    assert saved == "echo_v1.Echo"  # the checkpoint holds release 1's class path
+    for path in [site / "echo_v1.py", *site.glob("laart_echo-*.dist-info")]:  # upgrade to release 2
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    fake_site("laart-echo", "2.0", {"echo": "echo_v2"}, {"echo_v2": ECHO_V2})
+    tested = run_cli("test", "--config", str(recipe), "--ckpt_path", str(checkpoint), cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    assert "test/acc" in tested.stdout
+    assert "attention 'echo' is a deprecated name of 'echo2'" in tested.stderr
+    assert "attention 'echo_v1.Echo' is a deprecated name of 'echo2'" in tested.stderr
+    listed = run_cli("plugins")
+    assert any(
+        line.split()[:2] == ["attention", "echo"] and "deprecated" in line for line in listed.stdout.splitlines()
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
 import types
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -13,12 +16,19 @@ from laart_lab.components import AttentionBackend
 from laart_lab.registry import (
     ALLOWLIST_ENV,
     AUTOLOAD_ENV,
+    KINDS,
+    DeprecatedNameWarning,
     DuplicateComponentError,
     InvalidComponentError,
+    PluginError,
     PluginLoadWarning,
     UnknownComponentError,
+    component_factory,
+    component_spec,
+    create_plugin_manager,
     get_registry,
     registry_with,
+    reset_registry,
 )
 from tests.conftest import run_cli
 
@@ -41,7 +51,28 @@ def test_builtin_components_come_from_the_laart_lab_distribution() -> None:
     assert entry.distribution == "laart-lab"
     assert entry.version == laart_lab.__version__
     assert issubclass(entry.cls, AttentionBackend)
-    assert get_registry().get("datamodule", "marked_token").plugin == "builtin_quickstart"
+    assert get_registry().get("datamodule", "marked_token").plugin == "builtin_datamodule"
+
+
+def test_each_builtin_kind_registers_in_its_own_plugin_module() -> None:
+    """One place per kind: every built-in component comes from ``laart_lab/plugins/<kind>.py``."""
+    plugins_dir = Path(laart_lab.__file__).parent / "plugins"
+    builtins = [entry for entry in get_registry() if entry.distribution == "laart-lab"]
+    assert {entry.kind for entry in builtins} == set(KINDS)  # every kind has built-in components today
+    for entry in builtins:
+        assert entry.plugin == f"builtin_{entry.kind}", entry
+        assert f'register("{entry.name}",' in (plugins_dir / f"{entry.kind}.py").read_text(), entry
+
+
+def test_hooks_are_generated_from_the_kinds_list() -> None:
+    from laart_lab import hookspecs
+
+    assert hookspecs.hook_names() == sorted([f"register_{kind}" for kind in KINDS] + ["register_recipes"])
+    manager = create_plugin_manager()
+    for kind in KINDS.values():
+        caller = getattr(manager.hook, kind.hook)  # a hookspec pluggy knows, taking `register`
+        assert caller.spec is not None and caller.spec.argnames == ("register",), kind
+        assert kind.base_name in (caller.spec.function.__doc__ or "")
 
 
 def test_installed_third_party_plugin_is_discovered() -> None:
@@ -138,3 +169,97 @@ def test_registering_a_class_of_the_wrong_kind_is_rejected() -> None:
     plugin.register_reasoner = register_reasoner
     with pytest.raises(InvalidComponentError, match="not a subclass of laart_lab.components.reasoner.Reasoner"):
         registry_with(plugin)
+
+
+# ------------------------------------------------------------------------------------------------
+# Registry.resolve: the one way from a name to a class
+# ------------------------------------------------------------------------------------------------
+RENAMED_PLUGIN = """
+import laart_lab
+from laart_lab.components import AttentionBackend
+
+class Echo(AttentionBackend):
+    def forward(self, q, k, v, causal=False, key_padding_mask=None):
+        return v
+
+@laart_lab.hookimpl
+def register_attention(register):
+    # renamed from "echo_v0", and moved from the module old_echo_plugin
+    register("echo", Echo, aliases=["echo_v0", "old_echo_plugin.Echo"])
+"""
+
+
+def _runtime_plugin(name: str, source: str) -> types.ModuleType:
+    plugin = types.ModuleType(name)
+    exec(source, plugin.__dict__)
+    return plugin
+
+
+def test_resolve_takes_a_name_a_class_path_or_a_class() -> None:
+    from laart_lab.attention.softmax import SoftmaxAttention
+
+    registry = get_registry()
+    assert registry.resolve("attention", "softmax") is SoftmaxAttention
+    assert registry.resolve("attention", "laart_lab.attention.softmax.SoftmaxAttention") is SoftmaxAttention
+    assert registry.resolve("attention", "laart_lab.attention.softmax:SoftmaxAttention") is SoftmaxAttention
+    assert registry.resolve("attention", SoftmaxAttention) is SoftmaxAttention
+
+
+def test_resolve_errors_name_the_reference_and_the_choices() -> None:
+    registry = get_registry()
+    with pytest.raises(UnknownComponentError, match="Did you mean 'linear'"):
+        registry.resolve("attention", "linaer")
+    with pytest.raises(PluginError, match="'no_such_module.Thing' cannot be imported.*Registered attention names"):
+        registry.resolve("attention", "no_such_module.Thing")
+    with pytest.raises(
+        PluginError,
+        match="is not of kind .attention.: not a subclass of laart_lab.components.attention.AttentionBackend",
+    ):
+        registry.resolve("attention", "laart_lab.data.synthetic.MarkedTokenDataModule")
+    with pytest.raises(PluginError, match="unknown component kind 'atention'"):
+        registry.resolve("atention", "softmax")
+
+
+def test_a_renamed_component_keeps_its_old_name_and_class_path_with_a_warning() -> None:
+    registry = registry_with(_runtime_plugin("echo_plugin", RENAMED_PLUGIN))
+    echo = registry.get("attention", "echo").cls
+    for old in ("echo_v0", "old_echo_plugin.Echo", "old_echo_plugin:Echo"):
+        with pytest.warns(DeprecatedNameWarning, match=f"'{old}' is a deprecated name of 'echo'"):
+            assert registry.resolve("attention", old) is echo
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert registry.resolve("attention", old) is echo  # warned once, not at every lookup
+    assert registry.find("attention", "echo_v0") is None  # find() is the plain index; aliases are not names
+    assert "echo_v0" not in registry.names("attention")  # nor offered as suggestions
+    listed = {c["name"]: c for c in registry.report()["components"]}
+    assert listed["echo_v0"]["status"] == "deprecated name of 'echo'"
+    assert listed["echo_v0"]["class"] == listed["echo"]["class"]
+
+
+def test_an_alias_cannot_shadow_a_registered_name() -> None:
+    clash = RENAMED_PLUGIN.replace('aliases=["echo_v0", "old_echo_plugin.Echo"]', 'aliases=["softmax"]')
+    with pytest.raises(DuplicateComponentError, match="'softmax'"):
+        registry_with(_runtime_plugin("clash_plugin", clash))
+
+
+def test_component_spec_round_trip_prefers_the_registered_name() -> None:
+    from laart_lab.attention.linear import LinearAttention
+
+    spec = component_spec(functools.partial(LinearAttention, feature_map="relu"), "attention")
+    assert spec == {"class_path": "linear", "init_args": {"feature_map": "relu"}}
+    rebuilt = component_factory(spec, "attention")
+    assert rebuilt.func is LinearAttention and rebuilt.keywords == {"feature_map": "relu"}
+    assert component_factory(None, "attention") is None
+    with pytest.raises(UnknownComponentError, match="Did you mean 'linear'"):
+        component_factory({"class_path": "lineer"}, "attention")
+
+
+def test_component_spec_does_not_import_other_lazily_registered_components(monkeypatch) -> None:
+    from laart_lab.attention.softmax import SoftmaxAttention
+
+    reset_registry()
+    for module in [m for m in sys.modules if m.startswith("laart_lab.memory")]:
+        monkeypatch.delitem(sys.modules, module)
+    assert component_spec(SoftmaxAttention, "attention")["class_path"] == "softmax"
+    assert component_spec(SoftmaxAttention, "memory")["class_path"].endswith("SoftmaxAttention")  # not a memory
+    assert not any(m.startswith("laart_lab.memory") for m in sys.modules)

@@ -10,8 +10,6 @@ Losses are in nats per token; ``bpc`` = loss / ln 2 (bits per character, or per 
 
 from __future__ import annotations
 
-import functools
-import importlib
 import math
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -27,73 +25,14 @@ from laart_lab.components.attention import AttentionFactory
 from laart_lab.components.data import TokenBatch
 from laart_lab.components.memory import MemoryFactory
 from laart_lab.models.transformer import DecodingCache, MlpKind, NormKind, PositionKind, TransformerStack
+from laart_lab.registry import component_factory, component_spec, make_specs_plain
+
+# the names this module exported before the helpers moved to the registry (kept for callers)
+resolve_component = component_factory
+__all__ = ["CharLM", "component_spec", "resolve_component"]
 
 LN2 = math.log(2.0)
-_PLAIN = (str, int, float, bool, type(None))
-
-
-# --------------------------------------------------------------------------------------------
-# component specs: factories <-> plain data (checkpoints hold only plain data)
-# --------------------------------------------------------------------------------------------
-def _is_plain(value: Any) -> bool:
-    if isinstance(value, _PLAIN):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    return False
-
-
-def component_spec(factory: Any, kind: str) -> Any:
-    """A plain-data description ``{"class_path": ..., "init_args": {...}}`` of a component factory.
-
-    Recipes already give plain data (LightningCLI passes the recipe's dict); this covers models built
-    in Python from a class or a ``functools.partial`` of one. Registered names are preferred.
-    """
-    if _is_plain(factory):
-        return factory
-    init_args: dict[str, Any] = {}
-    target = factory
-    if isinstance(factory, functools.partial):
-        target, init_args = factory.func, dict(factory.keywords)
-    class_path = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
-    try:
-        from laart_lab.registry import get_registry
-
-        for entry in get_registry().entries():
-            if entry.kind == kind and entry.cls is target:
-                class_path = entry.name
-                break
-    except Exception:  # registry unavailable: keep the dotted path
-        pass
-    spec = {"class_path": class_path, "init_args": {k: v for k, v in init_args.items() if _is_plain(v)}}
-    return spec
-
-
-def resolve_component(spec: Any, kind: str) -> Any:
-    """The inverse of :func:`component_spec`: a factory from a callable, a name, or a class_path dict."""
-    if spec is None or callable(spec):
-        return spec
-    if isinstance(spec, str):
-        spec = {"class_path": spec}
-    if not isinstance(spec, dict) or "class_path" not in spec:
-        raise ValueError(f"cannot build a {kind} component from {spec!r}; expected a class_path/init_args mapping")
-    name, init_args = spec["class_path"], dict(spec.get("init_args") or {})
-    if "." in name:
-        module_name, _, class_name = name.rpartition(".")
-        cls = getattr(importlib.import_module(module_name), class_name)
-    else:
-        from laart_lab.registry import get_registry
-
-        cls = get_registry().get(kind, name).cls
-    return functools.partial(cls, **init_args)
-
-
-def _default_attention() -> Any:
-    from laart_lab.plugins.attention import SoftmaxAttention
-
-    return SoftmaxAttention
+DEFAULT_ATTENTION = "softmax"  # the registered attention backend used when a recipe names none
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,11 +99,10 @@ class CharLM(LightningModule):
         if vocabulary is not None and len(vocabulary) != vocab_size:
             raise ValueError(f"vocabulary has {len(vocabulary)} characters but vocab_size is {vocab_size}")
         self.save_hyperparameters()
-        for key, kind in (("attention", "attention"), ("memory", "memory")):
-            self.hparams[key] = component_spec(self.hparams.get(key), kind)
+        make_specs_plain(self.hparams, {"attention": "attention", "memory": "memory"})
         self.hparams["vocab_size"] = vocab_size
-        attention_factory = resolve_component(attention, "attention") or _default_attention()
-        memory_factory = resolve_component(memory, "memory")
+        attention_factory = component_factory(attention or DEFAULT_ATTENTION, "attention")
+        memory_factory = component_factory(memory, "memory")
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.stack = TransformerStack(

@@ -53,9 +53,10 @@ from laart_lab.components.reasoner import (
 )
 from laart_lab.data.clutrr_text import IGNORE, LaartBatch
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF
-from laart_lab.models.charlm import _default_attention, component_spec, resolve_component
+from laart_lab.models.charlm import DEFAULT_ATTENTION
 from laart_lab.models.story_reader import ReaderOutput, StoryReader
 from laart_lab.reasoning.read_paths import best_paths
+from laart_lab.registry import component_factory, make_specs_plain
 
 DEFAULT_CHECK_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
@@ -132,8 +133,7 @@ class LaartModel(LightningModule):
                 "(clutrr with view: text), or pass them in model.init_args"
             )
         self.save_hyperparameters()  # under LightningCLI: the recipe's plain class_path/init_args specs
-        for key, kind in (("attention", "attention"), ("memory", "memory"), ("reasoner", "reasoner")):
-            self.hparams[key] = component_spec(self.hparams.get(key), kind)  # built in Python: made plain
+        make_specs_plain(self.hparams, {"attention": "attention", "memory": "memory", "reasoner": "reasoner"})
         self.num_relations = num_relations
         self.relation_names = list(relation_names) if relation_names else [f"r{i}" for i in range(num_relations)]
         self._relation_index = {name: i for i, name in enumerate(self.relation_names)}
@@ -146,7 +146,7 @@ class LaartModel(LightningModule):
             )
         if gender_factorised is False:
             factors = None
-        attention_factory = resolve_component(attention, "attention") or _default_attention()
+        attention_factory = component_factory(attention or DEFAULT_ATTENTION, "attention")
         self.reader = StoryReader(
             len(self.vocabulary),
             num_relations,
@@ -156,12 +156,12 @@ class LaartModel(LightningModule):
             n_layers=n_layers,
             n_heads=n_heads,
             dropout=dropout,
-            memory=resolve_component(memory, "memory"),
+            memory=component_factory(memory, "memory"),
             memory_layer=memory_layer,
             relation_factors=factors,
             inverse_kinds=inverse_kinds(self.relation_names) if factors is not None else None,
         )
-        self.reasoner: Reasoner = resolve_component(reasoner, "reasoner")(num_relations)
+        self.reasoner: Reasoner = component_factory(reasoner, "reasoner")(num_relations)
         self.word_dropout, self.lr, self.weight_decay, self.warmup_steps = word_dropout, lr, weight_decay, warmup_steps
         self.weights = {
             "pair": pair_weight,

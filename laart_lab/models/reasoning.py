@@ -22,6 +22,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from laart_lab.components.reasoner import InventsRelations, Reasoner, ReasonerFactory, ReasonerOutput, ReasoningBatch
+from laart_lab.registry import component_factory, make_specs_plain
 
 MAX_K = 32  # per-k metrics exist for path lengths 1..MAX_K (longer paths count in the overall accuracy only)
 
@@ -58,8 +59,9 @@ class RelationReasoning(LightningModule):
         if relation_names is not None and len(relation_names) != num_relations:
             raise ValueError(f"relation_names has {len(relation_names)} names but num_relations is {num_relations}")
         self.save_hyperparameters()  # the CLI stores the reasoner spec as plain data
+        make_specs_plain(self.hparams, {"reasoner": "reasoner"})  # a model built in Python: made plain too
         self.lr, self.weight_decay, self.reasoner_log_every = lr, weight_decay, reasoner_log_every
-        self.reasoner: Reasoner = reasoner(num_relations)
+        self.reasoner: Reasoner = component_factory(reasoner, "reasoner")(num_relations)
         self.num_relations = num_relations
         self.relation_names = list(relation_names) if relation_names else [f"r{i}" for i in range(num_relations)]
         acc = lambda: MulticlassAccuracy(num_relations, average="micro")  # noqa: E731

@@ -1,8 +1,8 @@
-"""Built-in attention plugin: registers ``softmax`` (exact) and ``linear`` (linear attention).
+"""Built-in attention backends (kind ``attention``; base class :class:`laart_lab.components.AttentionBackend`).
 
-The classes live in :mod:`laart_lab.attention`; this module only wires them into the registry, the
-same way a third-party plugin would. They are registered by import path, so listing plugins does not
-import torch.
+``softmax`` (exact) and ``linear`` (linear attention). The classes live in :mod:`laart_lab.attention`;
+this module only wires them into the registry, the same way a third-party plugin would. They are
+registered by import path, so listing plugins does not import torch.
 """
 
 from __future__ import annotations

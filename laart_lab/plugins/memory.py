@@ -1,5 +1,8 @@
-"""Built-in memory plugin: ``kv_memory`` and ``concept_growth`` modules, the ``concept_growth`` callback and
-the ``recall`` data module (long-range recall beyond the context window). Registered lazily."""
+"""Built-in memory modules (kind ``memory``; base class :class:`laart_lab.components.MemoryModule`).
+
+The ``concept_growth`` module's callback is in ``plugins/callback.py``; the ``recall`` data module (the
+long-range recall task the memory modules are measured on) in ``plugins/datamodule.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +13,3 @@ from laart_lab.hookspecs import RegisterComponent, hookimpl
 def register_memory(register: RegisterComponent) -> None:
     register("kv_memory", "laart_lab.memory.kv_memory:KVMemory")
     register("concept_growth", "laart_lab.memory.concept_growth:ConceptLayer")
-
-
-@hookimpl
-def register_callback(register: RegisterComponent) -> None:
-    register("concept_growth", "laart_lab.callbacks.concept_growth:ConceptGrowth")
-    register("continual_matrix", "laart_lab.callbacks.continual:ContinualMatrix")
-    register("stage_concept_growth", "laart_lab.callbacks.continual:StageConceptGrowth")
-
-
-@hookimpl
-def register_datamodule(register: RegisterComponent) -> None:
-    register("recall", "laart_lab.data.recall:RecallDataModule")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from laart_lab.hookspecs import hookimpl
@@ -16,5 +17,5 @@ def shipped_recipe_dir() -> Path:
 
 
 @hookimpl
-def register_recipes(register) -> None:
+def register_recipes(register: Callable[[Path], None]) -> None:
     register(shipped_recipe_dir())
