@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
@@ -217,7 +218,8 @@ class CharLM(LightningModule):
     # -- optimisation -----------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
         """Weight decay on weight matrices only; none on norms, biases, embeddings (decoupled, AdamW)."""
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
         for param in self.parameters():
             if not param.requires_grad:
@@ -270,7 +272,7 @@ class CharLM(LightningModule):
         progress = min(1.0, max((step - warmup) / max(1, total - warmup), self._time_progress()))
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         if self.hparams.get("lr_schedule") == "time":
             self._timer()  # fail now, with the fix, rather than at the first scheduler step
         optimizer = torch.optim.AdamW(self.param_groups(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -130,7 +130,7 @@ class SelfAttention(nn.Module):
         self.causal = causal
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out = nn.Linear(d_model, d_model, bias=bias)
-        self.backend = attention
+        self.backend: AttentionBackend = attention
         self.rotary = RotaryEmbedding(self.head_dim) if rotary else None
         self.memory = memory
 
@@ -199,7 +199,9 @@ class TransformerBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = make_norm(norm, d_model)
-        self.attn = SelfAttention(d_model, n_heads, attention, causal=causal, rotary=rotary, bias=bias, memory=memory)
+        self.attn: SelfAttention = SelfAttention(
+            d_model, n_heads, attention, causal=causal, rotary=rotary, bias=bias, memory=memory
+        )
         self.norm2 = make_norm(norm, d_model)
         self.mlp = Mlp(d_model, mlp, hidden=mlp_hidden, bias=bias)
         self.dropout = nn.Dropout(dropout)
@@ -352,7 +354,8 @@ class TransformerStack(nn.Module):
 
     def init_decoding(self) -> DecodingCache:
         """Fresh per-layer decoding states (the backend decides: recurrent O(1) or key/value cache)."""
-        return DecodingCache(states=[block.attn.backend.decoding_state() for block in self.blocks])
+        blocks = [cast(TransformerBlock, block) for block in self.blocks]
+        return DecodingCache(states=[block.attn.backend.decoding_state() for block in blocks])
 
     def step(self, h: Tensor, cache: DecodingCache) -> Tensor:
         """Feed one embedded token ``[batch, 1, d_model]``; returns its final hidden state and advances ``cache``."""
