@@ -13,39 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
-
-from laart_lab.recipes import recipe_path
-from laart_lab.training_cli import LaartCLI
+from recipe_runs import fit_then_test  # benchmarks/recipe_runs.py
 
 
 def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:
-    args = [
-        "--config", recipe_path(recipe),
-        "--seed_everything", str(seed),
-        "--data.init_args.seed", str(seed),
-        "--trainer.logger.init_args.save_dir", out_dir,
-        "--trainer.logger.init_args.version", f"seed{seed}",
-        "--trainer.enable_progress_bar", "false",
-        *extra,
-    ]  # fmt: skip
-    cli = LaartCLI(args, run=False)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, cli.datamodule)
-    fit_seconds = time.perf_counter() - start
-    cli.trainer.test(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
-    table = dict(cli.model.last_test_table)
-    best = cli.trainer.checkpoint_callback.best_model_score
-    return {
-        "recipe": recipe,
-        "seed": seed,
-        "fit_seconds": fit_seconds,
-        "epochs": cli.trainer.current_epoch,
-        "best_val_acc": float(best) if best is not None else None,
-        "test": table,
-    }
+    cli, facts = fit_then_test(recipe, seed, out_dir, extra)
+    return {**facts, "test": dict(cli.model.last_test_table)}
 
 
 def summarise(results: list[dict]) -> str:

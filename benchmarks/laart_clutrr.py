@@ -15,7 +15,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,8 +22,7 @@ import torch
 if __package__ in (None, ""):  # run as a script from a source checkout: make laart_lab importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from laart_lab.cli import LaartCLI  # noqa: E402
-from laart_lab.recipes import resolve_recipe  # noqa: E402
+from recipe_runs import fit_then_test  # noqa: E402  (benchmarks/recipe_runs.py)
 
 #: GPT-4 + Faithful CoT on 1,042 of the 1,146 data_089907f8 test stories (Lyu et al., 2023), k = 2..10
 GPT4_FAITHFUL_COT = {2: 0.63, 3: 0.80, 4: 0.68, 5: 0.63, 6: 0.65, 7: 0.66, 8: 0.57, 9: 0.59, 10: 0.47}
@@ -38,30 +36,12 @@ COLUMNS = (
 
 
 def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:
-    args = [
-        "--config", str(resolve_recipe(recipe) or recipe),
-        "--seed_everything", str(seed),
-        "--trainer.logger.init_args.save_dir", out_dir,
-        "--trainer.logger.init_args.version", f"seed{seed}",
-        "--trainer.enable_progress_bar", "false",
-        *extra,
-    ]  # fmt: skip
-    cli = LaartCLI(args, run=False)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, cli.datamodule)
-    fit_seconds = time.perf_counter() - start
-    val_table = {key: dict(values) for key, values in cli.model.last_val_table.items()}
-    cli.trainer.test(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
-    best = cli.trainer.checkpoint_callback.best_model_score
+    # the data split stays the recipe's (seed 0) for every model seed
+    cli, facts = fit_then_test(recipe, seed, out_dir, extra, seed_data=False)
     return {
-        "recipe": recipe,
-        "seed": seed,
-        "fit_seconds": fit_seconds,
-        "epochs": cli.trainer.current_epoch,
-        "steps": cli.trainer.global_step,
-        "best_val_acc": float(best) if best is not None else None,
+        **facts,
         "check_threshold": float(cli.model.check_threshold),
-        "val_last_epoch": val_table,
+        "val_last_epoch": {key: dict(values) for key, values in cli.model.last_val_table.items()},
         "test": {key: dict(values) for key, values in cli.model.last_test_table.items()},
     }
 

@@ -1,0 +1,47 @@
+"""One recipe run for the CLUTRR benchmarks: fit a shipped recipe with a seed, then test its best checkpoint.
+
+Shared by ``clutrr_per_k.py`` and ``laart_clutrr.py`` (imported as a sibling module: the scripts run
+from this folder). The run goes through ``LaartCLI`` exactly as ``laart-lab fit`` would.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from laart_lab.recipes import recipe_path
+from laart_lab.training_cli import LaartCLI
+
+
+def fit_then_test(
+    recipe: str, seed: int, out_dir: str, extra: list[str], seed_data: bool = True
+) -> tuple[LaartCLI, dict[str, Any]]:
+    """Fit ``recipe`` (``extra``: command-line overrides), test the checkpoint chosen on validation.
+
+    ``seed_data`` also passes the seed to the data module (its train/val split). Returns the CLI (its
+    model holds the test tables) and the run's common facts: recipe, seed, fit seconds, epochs, steps and
+    the best validation score.
+    """
+    args = [
+        "--config", recipe_path(recipe),
+        "--seed_everything", str(seed),
+        *(["--data.init_args.seed", str(seed)] if seed_data else []),
+        "--trainer.logger.init_args.save_dir", out_dir,
+        "--trainer.logger.init_args.version", f"seed{seed}",
+        "--trainer.enable_progress_bar", "false",
+        *extra,
+    ]  # fmt: skip
+    cli = LaartCLI(args, run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, cli.datamodule)
+    fit_seconds = time.perf_counter() - start
+    cli.trainer.test(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
+    best = cli.trainer.checkpoint_callback.best_model_score
+    return cli, {
+        "recipe": recipe,
+        "seed": seed,
+        "fit_seconds": fit_seconds,
+        "epochs": cli.trainer.current_epoch,
+        "steps": cli.trainer.global_step,
+        "best_val_acc": float(best) if best is not None else None,
+    }
