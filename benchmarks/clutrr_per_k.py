@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
+from pathlib import Path
 
 import torch
-from recipe_runs import fit_then_test  # benchmarks/recipe_runs.py
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
+from recipe_runs import fit_then_test  # noqa: E402
 
 
 def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:

@@ -22,7 +22,8 @@ import torch
 if __package__ in (None, ""):  # run as a script from a source checkout: make laart_lab importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recipe_runs import fit_then_test  # noqa: E402  (benchmarks/recipe_runs.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
+from recipe_runs import fit_then_test  # noqa: E402
 
 #: GPT-4 + Faithful CoT on 1,042 of the 1,146 data_089907f8 test stories (Lyu et al., 2023), k = 2..10
 GPT4_FAITHFUL_COT = {2: 0.63, 3: 0.80, 4: 0.68, 5: 0.63, 6: 0.65, 7: 0.66, 8: 0.57, 9: 0.59, 10: 0.47}

@@ -10,6 +10,7 @@ import torch
 from tests.conftest import run_two_rank_script
 
 SCRIPT = """
+import sys
 import torch
 from lightning.pytorch import Trainer
 from laart_lab.callbacks.concept_growth import ConceptGrowth

@@ -12,6 +12,7 @@ import torch
 from tests.conftest import run_two_rank_script
 
 SCRIPT = """
+import sys
 import torch
 from lightning.pytorch import Callback, Trainer
 from laart_lab.data.clutrr import ClutrrDataModule
