@@ -38,6 +38,21 @@ def _fresh_registry() -> Iterator[None]:
     reset_registry()
 
 
+#: a complete third-party attention plugin (a module with one hookimpl), used by registry and CLI tests
+ECHO_PLUGIN = """
+import laart_lab
+from laart_lab.components import AttentionBackend
+
+class Echo(AttentionBackend):
+    def forward(self, q, k, v, causal=False, key_padding_mask=None):
+        return v
+
+@laart_lab.hookimpl
+def register_attention(register):
+    register("echo", Echo)
+"""
+
+
 def make_distribution(
     site: Path, name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
 ) -> Path:

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from laart_lab.recipe_check import check_recipe
 from laart_lab.registry import get_registry
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import ECHO_PLUGIN, REPO_ROOT, run_cli
 
 QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "20", "--trainer.limit_val_batches", "4"]
 
@@ -211,18 +211,7 @@ def test_the_pre_check_is_skipped_for_print_config_and_help_only() -> None:
         assert not _wants_precheck(["fit", "--config", "x.yaml", *skip]), skip
 
 
-ECHO_V1 = """
-import laart_lab
-from laart_lab.components import AttentionBackend
-
-class Echo(AttentionBackend):
-    def forward(self, q, k, v, causal=False, key_padding_mask=None):
-        return v
-
-@laart_lab.hookimpl
-def register_attention(register):
-    register("echo", Echo)
-"""
+ECHO_V1 = ECHO_PLUGIN
 # release 2 renames the component and moves its class; the aliases keep release 1's recipes and checkpoints
 ECHO_V2 = ECHO_V1.replace('register("echo", Echo)', 'register("echo2", Echo, aliases=["echo", "echo_v1.Echo"])')
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
@@ -18,6 +15,7 @@ from laart_lab.components.reasoner import (
     InventsRelations,
     Reasoner,
 )
+from laart_lab.paths import data_root
 from laart_lab.recipes import list_recipes
 from laart_lab.registry import get_registry
 
@@ -56,12 +54,12 @@ def _class(kind: str, reference: str) -> type:
 
 def _recipe_needs_missing_data(recipe: dict) -> bool:
     init = (recipe.get("data") or {}).get("init_args") or {}
-    data_root = Path(os.environ.get("LAART_LAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    root = data_root()
     name = recipe["data"]["class_path"]
     if name in ("text",) and not init.get("path"):
-        return not (data_root / "tinyshakespeare").exists()
+        return not (root / "tinyshakespeare").exists()
     if name == "clutrr" and init.get("source", "clutrr") == "clutrr":
-        return not (data_root / "clutrr").exists()
+        return not (root / "clutrr").exists()
     return False
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
+
+from laart_lab.paths import data_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "checkpoints"
 EXPECTED: dict[str, dict] = json.loads((FIXTURES / "expected.json").read_text())
@@ -35,8 +36,7 @@ def validate_metrics(validate_args: list[str], checkpoint: Path, log_dir: Path) 
 
 
 def _shakespeare_present() -> bool:
-    root = Path(os.environ.get("LAART_LAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    return any(root.glob("tiny_shakespeare*")) or (root / "tinyshakespeare").exists()
+    return data_path("tinyshakespeare", "input.txt").is_file()
 
 
 @pytest.mark.slow

@@ -30,20 +30,9 @@ from laart_lab.registry import (
     registry_with,
     reset_registry,
 )
-from tests.conftest import run_cli
+from tests.conftest import ECHO_PLUGIN, run_cli
 
-GOOD_PLUGIN = """
-import laart_lab
-from laart_lab.components import AttentionBackend
-
-class Echo(AttentionBackend):
-    def forward(self, q, k, v, causal=False, key_padding_mask=None):
-        return v
-
-@laart_lab.hookimpl
-def register_attention(register):
-    register("echo", Echo)
-"""
+GOOD_PLUGIN = ECHO_PLUGIN
 
 
 def test_builtin_components_come_from_the_laart_lab_distribution() -> None:

@@ -521,17 +521,18 @@ class ContinualKinshipDataModule(StagedDataModule):
         random.Random(f"kinship-order-{self.seed}-{epoch}").shuffle(items)
         return DataLoader(items, batch_size=self.batch_size, shuffle=False, collate_fn=self._collate())  # type: ignore[arg-type]
 
-    def eval_loader(self, task: int, split: str) -> DataLoader:
-        rows = self._build()[split][task]
+    def _stories_loader(self, rows: list[Any]) -> DataLoader:
         return DataLoader(rows, batch_size=256, shuffle=False, collate_fn=self._collate())  # type: ignore[arg-type]
+
+    def eval_loader(self, task: int, split: str) -> DataLoader:
+        return self._stories_loader(self._build()[split][task])
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_loader(self.current_stage, "val")
 
     def test_dataloader(self) -> DataLoader:
         """Every stage's test stories together (the matrix callback evaluates them stage by stage)."""
-        rows = [e for group in self._build()["test"] for e in group]
-        return DataLoader(rows, batch_size=256, shuffle=False, collate_fn=self._collate())  # type: ignore[arg-type]
+        return self._stories_loader([e for group in self._build()["test"] for e in group])
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         from laart_lab.components.reasoner import ReasoningBatch
