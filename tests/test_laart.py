@@ -339,6 +339,49 @@ def test_a_pair_is_read_where_one_sentence_states_it() -> None:
     assert int(captured["bucket"][0, michael, dorothy_]) == 5  # "[Michael] is the brother of [Dorothy]": +5
 
 
+def test_gender_from_mentions_sums_each_mentions_log_odds() -> None:
+    """``gender_evidence="mentions"``: an entity's gender logits are the sum of the head on each of its
+    mentions (here [Dorothy] twice, [Michael] once), compared with the head applied by hand."""
+    from laart_lab.attention import SoftmaxAttention
+    from laart_lab.models.story_reader import StoryReader
+
+    story = "[Dorothy] sang . [Michael] is the brother of [Dorothy] ."
+    example = parse_row({**DOROTHY, "story": story, "query": "('Michael', 'Dorothy')"}, "r")
+    tokenizer = WordTokenizer.build([example.story], min_count=1)
+    batch = TextCollator(tokenizer, INDEX, 4, training=False)([example])
+    torch.manual_seed(0)
+    reader = StoryReader(
+        len(tokenizer), len(INDEX), 4, SoftmaxAttention, d_model=16, n_layers=1, n_heads=1, gender_evidence="mentions"
+    ).eval()
+    captured = {}
+    reader.encoder.register_forward_hook(lambda module, args, out: captured.update(states=out))
+    out = reader(batch.story)
+    per_token = reader.gender_head(captured["states"][0])  # [T, 2]
+    mentions = batch.story.token_entity[0]
+    for entity in (0, 1):
+        expected = per_token[mentions == entity].sum(0)
+        assert torch.allclose(out.gender_logits[0, entity], expected, atol=1e-5)
+    assert int((mentions == 0).sum()) == 2 and int((mentions == 1).sum()) == 1
+    with pytest.raises(ValueError, match="gender_evidence must be"):
+        StoryReader(len(tokenizer), len(INDEX), 4, SoftmaxAttention, gender_evidence="mean")  # type: ignore[arg-type]
+
+
+def test_a_checkpoint_read_another_way_is_refused_with_the_fix() -> None:
+    from laart_lab.errors import UserError
+
+    module = generated_text_module()
+    pooled = tiny_model(module, {"class_path": "slrm"})
+    mentions = LaartModel(
+        reasoner={"class_path": "slrm"}, d_model=32, n_layers=1, n_heads=2, gender_evidence="mentions",
+        **module.data_facts(),
+    )  # fmt: skip
+    old = {"hyper_parameters": {"d_model": 32}}  # written before gender_evidence existed: pooled
+    pooled.on_load_checkpoint(old)
+    with pytest.raises(UserError, match="gender_evidence='pooled'.*--model.init_args.gender_evidence pooled"):
+        mentions.on_load_checkpoint(old)
+    mentions.on_load_checkpoint({"hyper_parameters": dict(mentions.hparams)})
+
+
 def test_generated_augmentation_adds_training_stories_only() -> None:
     plain = generated_text_module()
     augmented = generated_text_module(augment_generated=40)

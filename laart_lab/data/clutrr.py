@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader
 from laart_lab.components.reasoner import ReasoningBatch
 from laart_lab.data.base import SplitDataModule
 from laart_lab.data.clutrr_text import LaartBatch, TextCollator, WordTokenizer, encode_story, gold_entity_edges
+from laart_lab.data.wording_split import held_out_wording_split
 from laart_lab.paths import data_path
 
 DEFAULT_CLUTRR = ("clutrr", "data_089907f8.zip")
@@ -391,6 +392,11 @@ class ClutrrDataModule(SplitDataModule):
         batch_size: examples per batch (all loaders).
         val_fraction: share of the training file held out, seeded, for validation (model selection and
             early stopping use it; never the test files).
+        val_split: how validation is held out. ``'random'``: stories at random. ``'held_out_wording'``:
+            stories tied by a shared rare sentence stay on one side, so validation is worded in ways
+            training never shows, as CLUTRR's test is (:mod:`laart_lab.data.wording_split`).
+        wording_shared_limit: ``held_out_wording`` only: a sentence (names masked) used by at most this
+            many training stories ties them to one side of the split.
         seed: seed of the validation split and of the generator.
         num_workers: DataLoader workers.
         generated_train_ks / generated_test_ks / generated_train_rows / generated_test_rows: generator sizes.
@@ -415,6 +421,8 @@ class ClutrrDataModule(SplitDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         num_workers: int = 0,
+        val_split: Literal["random", "held_out_wording"] = "random",
+        wording_shared_limit: int = 10,
         generated_train_ks: list[int] | None = None,
         generated_test_ks: list[int] | None = None,
         generated_train_rows: int = 5000,
@@ -446,6 +454,11 @@ class ClutrrDataModule(SplitDataModule):
         self.path = path
         self.train_file = train_file
         self.val_fraction = val_fraction
+        if val_split not in ("random", "held_out_wording"):
+            raise ValueError(f"val_split must be 'random' or 'held_out_wording', got {val_split!r}")
+        if wording_shared_limit < 1:
+            raise ValueError(f"wording_shared_limit counts stories (>= 1); got {wording_shared_limit}")
+        self.val_split, self.wording_shared_limit = val_split, wording_shared_limit
         self.generated_train_ks = list(generated_train_ks or [2, 3])
         self.generated_test_ks = list(generated_test_ks or range(2, 11))
         self.generated_train_rows, self.generated_test_rows = generated_train_rows, generated_test_rows
@@ -498,15 +511,21 @@ class ClutrrDataModule(SplitDataModule):
         return facts
 
     def _split(self) -> tuple[list[ClutrrExample], list[ClutrrExample]]:
-        """(train, validation): a seeded split of the training file."""
+        """(train, validation): a seeded split of the training file (by story, or by wording)."""
         if self._split_sets is None:
             train = list(self.release.train)
-            order = list(range(len(train)))
-            random.Random(self.seed).shuffle(order)
-            n_val = max(1, round(len(train) * self.val_fraction))
+            if self.val_split == "held_out_wording":
+                kept, held = held_out_wording_split(
+                    [e.story for e in train], self.val_fraction, self.seed, self.wording_shared_limit
+                )
+            else:
+                order = list(range(len(train)))
+                random.Random(self.seed).shuffle(order)
+                n_val = max(1, round(len(train) * self.val_fraction))
+                kept, held = sorted(order[n_val:]), sorted(order[:n_val])
             self._split_sets = (
-                [train[i] for i in sorted(order[n_val:])] + self._generated_augmentation(),
-                [train[i] for i in sorted(order[:n_val])],
+                [train[i] for i in kept] + self._generated_augmentation(),
+                [train[i] for i in held],
             )
         return self._split_sets
 

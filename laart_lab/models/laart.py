@@ -53,11 +53,14 @@ from laart_lab.components.reasoner import (
 )
 from laart_lab.data.clutrr_text import IGNORE, LaartBatch
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF
+from laart_lab.errors import UserError
 from laart_lab.models.charlm import DEFAULT_ATTENTION
-from laart_lab.models.story_reader import ReaderOutput, StoryReader
+from laart_lab.models.story_reader import GenderEvidence, ReaderOutput, StoryReader
 from laart_lab.reasoning.read_paths import best_paths
 from laart_lab.registry import component_factory, make_specs_plain
 
+#: settings that change how the reader's weights are read, and their value in checkpoints from before each existed
+READING_SETTINGS: dict[str, Any] = {"gender_evidence": "pooled"}
 DEFAULT_CHECK_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
 
@@ -91,6 +94,9 @@ class LaartModel(LightningModule):
         gender_factorised: read each relation as a gender-free kind times the gender of its second
             person (:class:`StoryReader` ``relation_factors``); None: whenever every relation name is a
             kinship term that has a gender (:mod:`laart_lab.data.kinship_algebra`).
+        gender_evidence: the gender head reads an entity's mean mention state (``"pooled"``, what
+            checkpoints before it was an option were trained with) or sums each mention's log-odds
+            (``"mentions"``; :class:`StoryReader`).
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class LaartModel(LightningModule):
         step_cost: float = 0.05,
         check_grid: list[float] | None = None,
         gender_factorised: bool | None = None,
+        gender_evidence: GenderEvidence = "pooled",
     ) -> None:
         super().__init__()
         if relation_names is not None:
@@ -160,6 +167,7 @@ class LaartModel(LightningModule):
             memory_layer=memory_layer,
             relation_factors=factors,
             inverse_kinds=inverse_kinds(self.relation_names) if factors is not None else None,
+            gender_evidence=gender_evidence,
         )
         self.reasoner: Reasoner = component_factory(reasoner, "reasoner")(num_relations)
         self.word_dropout, self.lr, self.weight_decay, self.warmup_steps = word_dropout, lr, weight_decay, warmup_steps
@@ -453,6 +461,18 @@ class LaartModel(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["relation_names"] = list(self.relation_names)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse weights trained to be read another way: a recipe's settings build this model, the
+        checkpoint only fills its weights, and the same weights read another way answer wrongly, silently."""
+        saved = checkpoint.get("hyper_parameters") or {}
+        for name, before_it_existed in READING_SETTINGS.items():
+            trained, here = saved.get(name, before_it_existed), self.hparams.get(name, before_it_existed)
+            if trained != here:
+                raise UserError(
+                    f"this checkpoint's reader was trained with {name}={trained!r} but the model is built with "
+                    f"{name}={here!r}; pass --model.init_args.{name} {trained} (or the recipe it was trained with)"
+                )
 
 
 def relation_factors(relation_names: list[str]) -> list[tuple[int, int]] | None:

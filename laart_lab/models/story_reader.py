@@ -13,13 +13,17 @@ entity mention carrying its entity slot's embedding. Three heads read the result
   female) the head reads the kind of the pair and takes y's gender from the gender head, which hears
   every mention of y ("her", "his"); the relation's probability is the product of the two, and the
   kind is read from both directions at once (``inverse_kinds``: x's parent y is y's child x);
-* **gender head**, per entity (female / male), from all its mentions;
+* **gender head**, per entity (female / male), from all its mentions: from their mean state
+  (``gender_evidence="pooled"``), or each mention read on its own and the log-odds summed
+  (``"mentions"``: every mention is a separate piece of evidence, so one clear "his sister [Y]" is not
+  averaged away by mentions that say nothing about y);
 * **answer head** (the fast answer): the query's two entities and the pooled story, over the vocabulary.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +34,7 @@ from laart_lab.components.memory import MemoryFactory
 from laart_lab.data.clutrr_text import StoryBatch
 from laart_lab.models.transformer import TransformerStack
 
+GenderEvidence = Literal["pooled", "mentions"]
 _FAR = 10**6  # distance of a pair of mentions that cannot be used (padding, or not the two entities)
 _SENTENCE_APART = 10**4  # added to the distance of two mentions in different sentences
 
@@ -67,6 +72,7 @@ class StoryReader(nn.Module):
         inverse_kinds: optional, with ``relation_factors``: the inverse of each kind (parent <-> child).
             A story that says "y is x's parent" also says "x is y's child", so the kind of ``(x, y)`` is
             read from both directions: ``P(kind) ∝ P_xy(kind) * P_yx(inverse kind)``.
+        gender_evidence: how the gender head reads an entity's mentions (module docstring).
     """
 
     def __init__(
@@ -84,8 +90,12 @@ class StoryReader(nn.Module):
         distance_buckets: int = 16,
         relation_factors: list[tuple[int, int]] | None = None,
         inverse_kinds: list[int] | None = None,
+        gender_evidence: GenderEvidence = "pooled",
     ) -> None:
         super().__init__()
+        if gender_evidence not in ("pooled", "mentions"):
+            raise ValueError(f"gender_evidence must be 'pooled' or 'mentions', got {gender_evidence!r}")
+        self.gender_evidence = gender_evidence
         if relation_factors is not None and len(relation_factors) != num_relations:
             raise ValueError(f"relation_factors has {len(relation_factors)} entries for {num_relations} relations")
         self.relation_kind: Tensor | None
@@ -145,7 +155,10 @@ class StoryReader(nn.Module):
         pooled = torch.einsum("bte,btd->bed", mentions, h) / counts.unsqueeze(-1)  # [B, E, D]
 
         pair_logits = self.pair_head(self._pair_features(story, h, pooled))
-        gender_logits = self.gender_head(pooled)
+        if self.gender_evidence == "mentions":  # log-odds of independent mentions add up
+            gender_logits = torch.einsum("bte,btc->bec", mentions, self.gender_head(h).float())
+        else:
+            gender_logits = self.gender_head(pooled)
         if self.relation_kind is not None and self.relation_gender is not None:
             pair_logits = self._factorised(pair_logits, gender_logits)
         rows = torch.arange(h.shape[0], device=h.device)
