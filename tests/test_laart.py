@@ -322,15 +322,20 @@ def test_mixed_stories_keep_both_facts_apart() -> None:
     assert labels[entity["michael"]][entity["dorothy"]] == INDEX["sister"]
 
 
+def sang_then_brother() -> tuple[WordTokenizer, LaartBatch]:
+    """[Dorothy] and [Michael]: 2 tokens apart across a sentence end, 5 apart inside the next sentence."""
+    story = "[Dorothy] sang . [Michael] is the brother of [Dorothy] ."
+    example = parse_row({**DOROTHY, "story": story, "query": "('Michael', 'Dorothy')"}, "r")
+    tokenizer = WordTokenizer.build([example.story], min_count=1)
+    return tokenizer, TextCollator(tokenizer, INDEX, 4, training=False)([example])
+
+
 def test_a_pair_is_read_where_one_sentence_states_it() -> None:
     """[A] and [B] are 2 tokens apart across a sentence end, 5 apart inside the next sentence."""
     from laart_lab.attention import SoftmaxAttention
     from laart_lab.models.story_reader import StoryReader
 
-    story = "[Dorothy] sang . [Michael] is the brother of [Dorothy] ."
-    example = parse_row({**DOROTHY, "story": story, "query": "('Michael', 'Dorothy')"}, "r")
-    tokenizer = WordTokenizer.build([example.story], min_count=1)
-    batch = TextCollator(tokenizer, INDEX, 4, training=False)([example])
+    tokenizer, batch = sang_then_brother()
     reader = StoryReader(len(tokenizer), len(INDEX), 4, SoftmaxAttention, d_model=16, n_layers=1, n_heads=1)
     captured = {}
     reader.distance.register_forward_hook(lambda module, args, out: captured.update(bucket=args[0]))
@@ -345,10 +350,7 @@ def test_gender_from_mentions_sums_each_mentions_log_odds() -> None:
     from laart_lab.attention import SoftmaxAttention
     from laart_lab.models.story_reader import StoryReader
 
-    story = "[Dorothy] sang . [Michael] is the brother of [Dorothy] ."
-    example = parse_row({**DOROTHY, "story": story, "query": "('Michael', 'Dorothy')"}, "r")
-    tokenizer = WordTokenizer.build([example.story], min_count=1)
-    batch = TextCollator(tokenizer, INDEX, 4, training=False)([example])
+    tokenizer, batch = sang_then_brother()
     torch.manual_seed(0)
     reader = StoryReader(
         len(tokenizer), len(INDEX), 4, SoftmaxAttention, d_model=16, n_layers=1, n_heads=1, gender_evidence="mentions"

@@ -163,19 +163,10 @@ def test_registering_a_class_of_the_wrong_kind_is_rejected() -> None:
 # ------------------------------------------------------------------------------------------------
 # Registry.resolve: the one way from a name to a class
 # ------------------------------------------------------------------------------------------------
-RENAMED_PLUGIN = """
-import laart_lab
-from laart_lab.components import AttentionBackend
-
-class Echo(AttentionBackend):
-    def forward(self, q, k, v, causal=False, key_padding_mask=None):
-        return v
-
-@laart_lab.hookimpl
-def register_attention(register):
-    # renamed from "echo_v0", and moved from the module old_echo_plugin
-    register("echo", Echo, aliases=["echo_v0", "old_echo_plugin.Echo"])
-"""
+#: the Echo plugin renamed from "echo_v0", and moved from the module old_echo_plugin
+RENAMED_PLUGIN = ECHO_PLUGIN.replace(
+    'register("echo", Echo)', 'register("echo", Echo, aliases=["echo_v0", "old_echo_plugin.Echo"])'
+)
 
 
 def _runtime_plugin(name: str, source: str) -> types.ModuleType:

@@ -199,6 +199,11 @@ def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, i
 _SENTENCE = re.compile(r"[^.!?]*[.!?]+|[^.!?]+$")
 
 
+def story_sentences(story: str) -> list[str]:
+    """The story's sentences as written (stripped; a last sentence may lack its full stop)."""
+    return [part.strip() for part in _SENTENCE.findall(story) if part.strip()]
+
+
 def mixed_story(first: Any, second: Any, seed: int) -> Any:
     """``first`` with ``second``'s sentences interleaved (each story keeps its own order), ``second``'s
     people renamed apart; gold facts of both, query and answer of ``first`` (training augmentation)."""
@@ -206,8 +211,7 @@ def mixed_story(first: Any, second: Any, seed: int) -> Any:
 
     rename = {name: f"{name} {seed % 997}x{j}" for j, name in enumerate(second.names)}
     story2 = re.sub(r"\[([^\]]+)\]", lambda m: f"[{rename.get(m.group(1).strip(), m.group(1) + ' x')}]", second.story)
-    parts1 = [p.strip() for p in _SENTENCE.findall(first.story) if p.strip()]
-    parts2 = [p.strip() for p in _SENTENCE.findall(story2) if p.strip()]
+    parts1, parts2 = story_sentences(first.story), story_sentences(story2)
     order = [0] * len(parts1) + [1] * len(parts2)
     random.Random(seed).shuffle(order)
     sources = (iter(parts1), iter(parts2))

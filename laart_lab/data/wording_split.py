@@ -26,13 +26,14 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-_SENTENCE = re.compile(r"[^.!?]*[.!?]+|[^.!?]+$")
+from laart_lab.data.clutrr_text import story_sentences
+
 _NAME = re.compile(r"\[[^\]]+\]")
 
 
 def sentence_templates(story: str) -> list[str]:
     """The story's sentences, lower-cased, each ``[Name]`` replaced by ``[X]`` (in order, repeats kept)."""
-    return [_NAME.sub("[X]", part.strip().lower()) for part in _SENTENCE.findall(story) if part.strip()]
+    return [_NAME.sub("[X]", sentence.lower()) for sentence in story_sentences(story)]
 
 
 def held_out_wording_split(
@@ -73,7 +74,7 @@ def held_out_wording_split(
     groups: dict[int, list[int]] = {}
     for i in range(len(stories)):
         groups.setdefault(root(i), []).append(i)
-    order = sorted(groups.values(), key=lambda members: members[0])  # independent of hashing
+    order = list(groups.values())  # by first member: groups are created in story order
     random.Random(seed).shuffle(order)
     target = max(1, round(len(stories) * fraction))
     held: list[int] = []
