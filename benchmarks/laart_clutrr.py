@@ -67,6 +67,14 @@ def summarise(results: list[dict]) -> str:
             ref = [GPT4_FAITHFUL_COT[k] for k in subset if k in GPT4_FAITHFUL_COT]
             ref_text = f"{statistics.mean(ref):.3f}" if ref else ""
             lines.append(f"{label:>6}" + "".join(cell(key, subset) for _, key in COLUMNS) + f"  {ref_text:>11}")
+    unseen = [
+        statistics.mean(values.values())
+        for r in results
+        if (values := r["val_last_epoch"].get("edge_acc_unseen_wording"))
+    ]
+    if unseen:  # what chose the recipe's settings: reading of validation sentences worded unlike training's
+        spread = f"{statistics.mean(unseen):.3f} ± {statistics.pstdev(unseen):.3f}"
+        lines.append(f"val edge acc on unseen wording (last epoch): {spread}")
     fit = [r["fit_seconds"] for r in results]
     lines.append(
         f"fit {statistics.mean(fit):.0f} s ± {statistics.pstdev(fit):.0f} (steps {[r['steps'] for r in results]}); "

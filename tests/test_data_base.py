@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from itertools import islice
 from pathlib import Path
 from types import SimpleNamespace
@@ -173,6 +174,9 @@ def _resumable_modules(tmp_path: Path) -> list[LightningDataModule]:
         MarkedTokenDataModule(train_size=64, val_size=32, test_size=32, batch_size=8, seed=3),
         TextDataModule(path=str(path), cache_dir=str(tmp_path / "cache"), block_size=16, batch_size=4, seed=5),
         ClutrrDataModule(source="generated", generated_train_rows=120, generated_test_rows=10, batch_size=16),
+        ClutrrDataModule(  # batches of like length: the order is still a function of (seed, epoch)
+            source="generated", generated_train_rows=120, generated_test_rows=10, batch_size=16, length_pool=3
+        ),
     ]
 
 
@@ -188,6 +192,53 @@ def test_a_resumed_epoch_continues_the_uninterrupted_order(tmp_path: Path) -> No
         set_epoch(resumed, 1)
         assert len(resumed) == len(uninterrupted)  # Lightning counts the resumed epoch from its restored progress
         assert fingerprint(first(resumed, 3)) == fingerprint(expected), type(module).__name__
+
+
+def test_length_pooled_batches_are_a_reordering_of_like_lengths() -> None:
+    """Properties of :func:`length_pooled`: the same ids, every batch but the last full and inside one
+    pool, each batch's lengths a run of its pool sorted by length, and the order seeded."""
+    from laart_lab.data.resumable import length_pooled
+
+    lengths = [random.Random(i).randrange(5, 200) for i in range(203)]
+    ids = list(range(203))
+    random.Random(0).shuffle(ids)
+    out = length_pooled(ids, lengths, batch_size=8, pool=5, rng=random.Random(1))
+    assert sorted(out) == sorted(ids)
+    batches = [out[i : i + 8] for i in range(0, len(out), 8)]
+    assert all(len(b) == 8 for b in batches[:-1]) and len(batches[-1]) == 203 % 8
+    pools = [sorted(ids[i : i + 40], key=lambda j: lengths[j]) for i in range(0, 203, 40)]
+    for batch in batches:
+        pool = next(p for p in pools if batch[0] in p)
+        start = pool.index(batch[0])
+        assert pool[start : start + len(batch)] == batch  # a run of its pool, by length
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    random_spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in
+                        (ids[i : i + 8] for i in range(0, 203, 8))) / len(batches)  # fmt: skip
+    assert spread < random_spread / 3
+    assert out == length_pooled(ids, lengths, 8, 5, random.Random(1))
+    assert out != length_pooled(ids, lengths, 8, 5, random.Random(2))
+
+
+def test_length_pool_mixes_whole_text_batches_and_pads_less() -> None:
+    plain = ClutrrDataModule(source="generated", view="text", generated_train_rows=400, batch_size=16, mix_stories=0.5)
+    pooled = ClutrrDataModule(
+        source="generated", view="text", generated_train_rows=400, batch_size=16, mix_stories=0.5, length_pool=8
+    )
+    fill = {}
+    for name, module in (("plain", plain), ("pooled", pooled)):
+        module.setup("fit")
+        torch.manual_seed(0)
+        batches = list(module.train_dataloader())
+        fill[name] = sum(float(b.story.padding_mask.float().mean()) for b in batches) / len(batches)
+        # a story mixed with a second one names that story's people renamed apart ("<name> <seed>x<j>")
+        mixed = [[any(re.search(r" \d+x\d+$", n) for n in names) for names in b.meta["entity_names"]] for b in batches]
+        if name == "pooled":  # whole batches are mixed, about half of them
+            assert all(len(set(m)) == 1 for m in mixed) and 0.25 < sum(m[0] for m in mixed) / len(mixed) < 0.75
+        else:
+            assert any(len(set(m)) == 2 for m in mixed)
+    assert fill["pooled"] > fill["plain"] + 0.1
+    with pytest.raises(ValueError, match="length_pool counts batches"):
+        ClutrrDataModule(source="generated", length_pool=-1)
 
 
 def test_worker_settings_reach_every_loader(tmp_path: Path) -> None:

@@ -368,6 +368,60 @@ def test_gender_from_mentions_sums_each_mentions_log_odds() -> None:
         StoryReader(len(tokenizer), len(INDEX), 4, SoftmaxAttention, gender_evidence="mean")  # type: ignore[arg-type]
 
 
+def test_edge_scores_count_the_unseen_wording_edges_apart() -> None:
+    """Hand-worked: three gold edges, two stated in unseen wording; the reader gets one of those right."""
+    from types import SimpleNamespace
+
+    from laart_lab.models.story_reader import ReaderOutput
+
+    model = tiny_model(generated_text_module(), {"class_path": "slrm"})
+    father, son = model._relation_index["father"], model._relation_index["son"]
+    logits = torch.full((1, 3, 3, model.num_relations + 1), -5.0)
+    logits[0, 0, 1, father] = logits[0, 1, 2, son] = logits[0, 2, 0, son] = 5.0
+    data = SimpleNamespace(
+        gold_edges=lambda ids: [[(0, 1, "father"), (1, 2, "father"), (2, 0, "son")]],
+        gold_edge_wording=lambda ids: [["unseen", "unseen", "seen"]],
+    )
+    model.trainer = SimpleNamespace(datamodule=data)  # type: ignore[assignment]
+    reader = ReaderOutput(pair_logits=logits, gender_logits=torch.zeros(1, 3, 2), fast_logits=torch.zeros(1, 1))
+    counts = model._edge_scores(SimpleNamespace(meta={"id": ["s"]}, batch_size=1), reader)  # type: ignore[arg-type]
+    assert {name: int(value[0]) for name, value in counts.items()} == {
+        "edge_total": 3, "edge_right": 2, "edge_found": 3, "edge_strict": 2, "edge_unseen_total": 2,
+        "edge_unseen_right": 1,
+    }  # fmt: skip
+
+
+def test_laart_time_schedule_ends_the_cosine_with_max_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lr_schedule: time``: with half of max_time spent, the lr is half-way down the cosine at any step;
+    without a max_time it is a clear error."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import Timer
+
+    module = generated_text_module()
+    model = LaartModel(
+        reasoner={"class_path": "slrm"}, d_model=32, n_layers=1, n_heads=2, warmup_steps=2, lr_schedule="time",
+        **module.data_facts(),
+    )  # fmt: skip
+    trainer = Trainer(max_time={"seconds": 100}, logger=False, enable_checkpointing=False, accelerator="cpu")
+    model.trainer = trainer
+    monkeypatch.setattr(type(trainer), "estimated_stepping_batches", property(lambda self: 10_000))
+    timer = next(cb for cb in trainer.callbacks if isinstance(cb, Timer))
+    monkeypatch.setattr(timer, "time_elapsed", lambda stage="train": 50.0)
+    scheduler = model.configure_optimizers()["lr_scheduler"]["scheduler"]
+    factor = scheduler.lr_lambdas[0]
+    assert factor(0) == pytest.approx(0.5)  # warm-up stays step-based
+    assert factor(5) == pytest.approx(0.1 + 0.9 * 0.5)
+    monkeypatch.setattr(timer, "time_elapsed", lambda stage="train": 100.0)
+    assert factor(5) == pytest.approx(0.1)
+    untimed = LaartModel(reasoner={"class_path": "slrm"}, d_model=32, n_layers=1, n_heads=2, lr_schedule="time",
+                         **module.data_facts())  # fmt: skip
+    untimed.trainer = Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+    with pytest.raises(ValueError, match="LaartModel lr_schedule='time'.*trainer.max_time"):
+        untimed.configure_optimizers()
+    with pytest.raises(ValueError, match="lr_schedule must be 'steps' or 'time'"):
+        LaartModel(reasoner={"class_path": "slrm"}, lr_schedule="epochs", **module.data_facts())  # type: ignore[arg-type]
+
+
 def test_a_checkpoint_read_another_way_is_refused_with_the_fix() -> None:
     from laart_lab.errors import UserError
 

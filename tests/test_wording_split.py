@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from laart_lab.data.clutrr import ClutrrDataModule
-from laart_lab.data.wording_split import held_out_wording_split, sentence_templates
+from laart_lab.data.wording_split import edge_wording, held_out_wording_split, sentence_templates
 from laart_lab.paths import data_path
 
 CLUTRR_ZIP = data_path("clutrr", "data_089907f8.zip")
@@ -14,6 +14,17 @@ CLUTRR_ZIP = data_path("clutrr", "data_089907f8.zip")
 def test_sentence_templates_mask_names_and_keep_order() -> None:
     story = "[Anna]'s son [Bob] went out. His name is [Bob] [Carl] and [Dora] met"
     assert sentence_templates(story) == ["[X]'s son [X] went out.", "his name is [X] [X] and [X] met"]
+
+
+def test_edge_wording_hand_worked() -> None:
+    """Each gold edge against training's sentences: stated only in new wording, stated once in known
+    wording, or never named with its partner in one sentence."""
+    story = "[Anna] hugged her son [Bob]. [Bob] took [Cara] to the park. She is his sister. [Anna]'s son [Bob] ran."
+    training = {"[X] took [X] to the park.", "[X] smiled."}
+    names = ["anna", "bob", "cara"]
+    edges = [(0, 1, "son"), (1, 2, "sister"), (2, 0, "mother"), (0, 2, "daughter")]
+    assert edge_wording(story, names, edges, training) == ["unseen", "seen", "apart", "apart"]
+    assert edge_wording(story, names, edges[:1], {"[X]'s son [X] ran."}) == ["seen"]  # one known sentence is enough
 
 
 def test_stories_sharing_a_rare_sentence_stay_together_and_common_ones_do_not_tie() -> None:
@@ -72,3 +83,13 @@ def test_real_release_validation_is_worded_apart_from_training() -> None:
     wording = ClutrrDataModule(source="clutrr", view="text", batch_size=8, val_split="held_out_wording")
     assert len(wording._split()[1]) == len(random_split._split()[1]) == round(10094 * 0.1)
     assert seen_share(random_split) > 0.9 and seen_share(wording) < 0.65  # the module docstring's 92% and 59%
+
+    def unseen_edge_share(dm: ClutrrDataModule, rows: list) -> float:
+        wordings = [w for ws in dm.gold_edge_wording([e.id for e in rows]) for w in ws]
+        assert len(wordings) == sum(len(edges) for edges in dm.gold_edges([e.id for e in rows]))
+        return wordings.count("unseen") / len(wordings)
+
+    # gold edges stated only in new wording: 47% of this validation's, 12% of a random one's, 93% of the test's
+    assert 0.4 < unseen_edge_share(wording, wording.val_set) < 0.55
+    assert unseen_edge_share(random_split, random_split.val_set) < 0.2
+    assert unseen_edge_share(wording, wording.release.tests["1.4"]) > 0.85

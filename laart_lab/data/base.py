@@ -29,6 +29,7 @@ plumbing. ``data_facts`` is each module's own: the base declares none.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
@@ -79,10 +80,19 @@ class SplitDataModule(LightningDataModule):
         if not self.splits:
             self.splits = self.make_splits()
 
-    def loader(self, dataset: Dataset, train: bool = False, **kwargs: Any) -> DataLoader:
+    def loader(
+        self,
+        dataset: Dataset,
+        train: bool = False,
+        lengths: Sequence[int] | None = None,
+        length_pool: int = 0,
+        **kwargs: Any,
+    ) -> DataLoader:
         """A loader over ``dataset`` with this module's batch size and worker settings.
 
-        ``train``: shuffled by ``(seed, epoch)`` and resumable mid-epoch; otherwise in order.
+        ``train``: shuffled by ``(seed, epoch)`` and resumable mid-epoch; otherwise in order. With
+        ``lengths`` (one per example) and ``length_pool`` > 1, training batches hold examples of like
+        length (:func:`~laart_lab.data.resumable.length_pooled`), so they pad less.
         ``kwargs`` go to the ``DataLoader`` (``collate_fn``, ...).
         """
         options: dict[str, Any] = {
@@ -91,7 +101,9 @@ class SplitDataModule(LightningDataModule):
             **kwargs,
         }
         if train:
-            return resumable_loader(self, dataset, self.batch_size, seed=self.seed, **options)
+            return resumable_loader(
+                self, dataset, self.batch_size, seed=self.seed, lengths=lengths, length_pool=length_pool, **options
+            )
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **options)
 
     def train_dataloader(self) -> Loaders:

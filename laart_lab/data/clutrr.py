@@ -51,8 +51,15 @@ from torch.utils.data import DataLoader
 
 from laart_lab.components.reasoner import ReasoningBatch
 from laart_lab.data.base import SplitDataModule
-from laart_lab.data.clutrr_text import LaartBatch, TextCollator, WordTokenizer, encode_story, gold_entity_edges
-from laart_lab.data.wording_split import held_out_wording_split
+from laart_lab.data.clutrr_text import (
+    LaartBatch,
+    TextCollator,
+    WordTokenizer,
+    encode_story,
+    gold_entity_edges,
+    tokenize,
+)
+from laart_lab.data.wording_split import EdgeWording, edge_wording, held_out_wording_split, sentence_templates
 from laart_lab.paths import data_path
 
 DEFAULT_CLUTRR = ("clutrr", "data_089907f8.zip")
@@ -407,6 +414,9 @@ class ClutrrDataModule(SplitDataModule):
         min_word_count: text view: words seen fewer times in the training stories read as ``<unk>``.
         mix_stories: text view, training only: share of stories interleaved with a second training story
             as distractor text (:class:`~laart_lab.data.clutrr_text.TextCollator`).
+        length_pool: training: sort each run of this many batches by story length before cutting it into
+            batches (:func:`~laart_lab.data.resumable.length_pooled`), so batches pad little; text view: with
+            ``mix_stories``, whole batches are then mixed (a share ``mix_stories`` of them). 0: off.
         augment_generated: add this many generated kinship stories (:mod:`laart_lab.data.kinship`, of
             the ``generated_train_ks`` lengths, their own paraphrases) to the training split; validation
             and test stay the release's own.
@@ -431,6 +441,7 @@ class ClutrrDataModule(SplitDataModule):
         max_entities: int = 32,
         min_word_count: int = 2,
         mix_stories: float = 0.0,
+        length_pool: int = 0,
         augment_generated: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
@@ -440,12 +451,16 @@ class ClutrrDataModule(SplitDataModule):
         if not 0.0 <= mix_stories <= 1.0:
             raise ValueError(f"mix_stories is a share of training stories, in [0, 1]; got {mix_stories}")
         self.mix_stories = mix_stories
+        if length_pool < 0:
+            raise ValueError(f"length_pool counts batches (0: off); got {length_pool}")
+        self.length_pool = length_pool
         if augment_generated < 0:
             raise ValueError(f"augment_generated counts generated training stories (>= 0); got {augment_generated}")
         self.augment_generated = augment_generated
         self._tokenizer: WordTokenizer | None = None
         self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None
         self._gold_edges: dict[str, list[tuple[int, int, str]]] | None = None
+        self._edge_wording: dict[str, list[EdgeWording]] | None = None
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.source = source or ("clutrr" if path else "generated")
@@ -552,10 +567,28 @@ class ClutrrDataModule(SplitDataModule):
         Kept here, outside the batches, so that a model reads no gold graph at evaluation; only the
         edge metrics ask for it.
         """
-        if self._gold_edges is None:
-            rows = [*self._split()[1], *(e for rows in self.release.tests.values() for e in rows)]
-            self._gold_edges = {e.id: gold_entity_edges(e, encode_story(e, self.tokenizer)) for e in rows}
+        self._index_gold_edges()
+        assert self._gold_edges is not None
         return [self._gold_edges.get(i, []) for i in ids]
+
+    def gold_edge_wording(self, ids: list[str]) -> list[list[EdgeWording]]:
+        """Text view, beside :meth:`gold_edges`: per gold edge, whether the sentences that state it are
+        worded as some training sentence is (``"seen"``), unlike all of them (``"unseen"``, as in CLUTRR's
+        test), or no sentence names both people (``"apart"``) (:func:`~laart_lab.data.wording_split.edge_wording`)."""
+        self._index_gold_edges()
+        assert self._edge_wording is not None
+        return [self._edge_wording.get(i, []) for i in ids]
+
+    def _index_gold_edges(self) -> None:
+        if self._gold_edges is not None and self._edge_wording is not None:
+            return
+        training = {t for e in self._split()[0] for t in sentence_templates(e.story)}
+        self._gold_edges, self._edge_wording = {}, {}
+        for e in [*self._split()[1], *(e for rows in self.release.tests.values() for e in rows)]:
+            encoded = encode_story(e, self.tokenizer)
+            edges = gold_entity_edges(e, encoded)
+            self._gold_edges[e.id] = edges
+            self._edge_wording[e.id] = edge_wording(e.story, encoded.entity_names, edges, training)
 
     # ---- loaders ---------------------------------------------------------------------------------
     def _loader(
@@ -566,11 +599,20 @@ class ClutrrDataModule(SplitDataModule):
             collate = TextCollator(
                 self.tokenizer, self._index, self.max_entities, training=shuffle, task_k=task_k,
                 task_name=task_name, mix_stories=self.mix_stories if shuffle else 0.0,
+                mix_per_batch=self.length_pool > 1,
             )  # fmt: skip
         else:
             collate = ReasoningCollator(self._index, task_k, task_name)
+        pooled = shuffle and self.length_pool > 1
+        lengths = [len(tokenize(e.story)) if self.view == "text" else len(e.edges) for e in rows] if pooled else None
         # training (shuffle): shuffled by (seed, epoch), and an interrupted run resumes mid-epoch in order
-        return self.loader(rows, train=shuffle, collate_fn=collate)  # type: ignore[arg-type]  # a list is a dataset
+        return self.loader(
+            rows,  # type: ignore[arg-type]  # a list is a dataset
+            train=shuffle,
+            collate_fn=collate,
+            lengths=lengths,
+            length_pool=self.length_pool,
+        )
 
     def split_loader(self, split: str) -> DataLoader | list[DataLoader]:
         """Training and validation rows of the training file; one test loader per test file (its k and name)."""
@@ -602,7 +644,7 @@ class ClutrrDataModule(SplitDataModule):
         vocabulary = state_dict.get("vocabulary")
         if vocabulary is not None and self.view == "text":  # read new stories with the words the model learnt
             self._tokenizer = WordTokenizer(vocabulary)
-            self._gold_edges = None
+            self._gold_edges = self._edge_wording = None
         saved = state_dict.get("relation_names")
         if saved is not None and list(saved) != self.relation_names:
             raise ValueError(

@@ -313,6 +313,8 @@ class TextCollator:
             renamed) interleaved sentence by sentence, as distractor text: longer stories with more
             people than training shows otherwise, whose cross-story pairs are "none" and whose own
             pairs are supervised too. The query and answer stay the first story's.
+        mix_per_batch: with ``mix_stories``, draw once per batch: a share ``mix_stories`` of the batches
+            have every story mixed (for batches of like length, which a mix per story would undo).
     """
 
     def __init__(
@@ -324,14 +326,17 @@ class TextCollator:
         task_k: int | None = None,
         task_name: str | None = None,
         mix_stories: float = 0.0,
+        mix_per_batch: bool = False,
     ) -> None:
         self.tokenizer, self.relation_index, self.max_entities = tokenizer, relation_index, max_entities
         self.training, self.task_k, self.task_name = training, task_k, task_name
-        self.mix_stories = mix_stories
+        self.mix_stories, self.mix_per_batch = mix_stories, mix_per_batch
 
     def __call__(self, examples: list[Any]) -> LaartBatch:
         if self.training and self.mix_stories > 0 and len(examples) > 1:
             draws = torch.rand(len(examples)).tolist()
+            if self.mix_per_batch:  # the whole batch or none of it, so its stories keep like lengths
+                draws = [draws[0]] * len(examples)
             examples = [
                 mixed_story(e, examples[(i + 1) % len(examples)], int(1e9 * draws[i]))
                 if draws[i] < self.mix_stories

@@ -9,7 +9,8 @@ loader reports itself resumable (``state_dict``) because its position is re-deri
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch.distributed as dist
@@ -23,16 +24,50 @@ def world() -> tuple[int, int]:
     return 1, 0
 
 
-class SkippingSampler(DistributedSampler):
-    """``DistributedSampler`` (shuffled by seed and epoch) that drops ``skip`` indices of epoch ``skip_epoch``."""
+def length_pooled(ids: list[int], lengths: Sequence[int], batch_size: int, pool: int, rng: random.Random) -> list[int]:
+    """``ids`` reordered so that each run of ``batch_size`` consecutive ids holds examples of like length.
 
-    def __init__(self, dataset: Dataset, seed: int, skip: int = 0, skip_epoch: int = 0, **kwargs: Any) -> None:
+    The ids are cut, in their (shuffled) order, into pools of ``pool`` batches; each pool is sorted by
+    length and cut into batches, and the full batches are shuffled (``rng``). A short last batch stays
+    last, so every batch but the last is full and a skip of whole batches stays aligned. Batches then pad
+    little (a padded token costs as much as a real one), and which examples meet still changes every epoch.
+    """
+    size = batch_size * pool
+    batches = []
+    for start in range(0, len(ids), size):
+        chunk = sorted(ids[start : start + size], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    short = [batches.pop()] if batches and len(batches[-1]) < batch_size else []
+    rng.shuffle(batches)
+    return [i for batch in batches + short for i in batch]
+
+
+class SkippingSampler(DistributedSampler):
+    """``DistributedSampler`` (shuffled by seed and epoch) that drops ``skip`` indices of epoch ``skip_epoch``;
+    with ``lengths`` and ``pool``, each epoch's order is :func:`length_pooled` (a function of seed and epoch too)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        seed: int,
+        skip: int = 0,
+        skip_epoch: int = 0,
+        lengths: Sequence[int] | None = None,
+        batch_size: int = 1,
+        pool: int = 0,
+        **kwargs: Any,
+    ) -> None:
         replicas, rank = world()
         super().__init__(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=seed, **kwargs)
         self.skip, self.skip_epoch = skip, skip_epoch
+        self.lengths, self.batch_size, self.pool = lengths, batch_size, pool
 
     def __iter__(self) -> Iterator[int]:
         ids = list(super().__iter__())
+        if self.lengths is not None and self.pool > 1:
+            ids = length_pooled(
+                ids, self.lengths, self.batch_size, self.pool, random.Random(f"{self.seed}/{self.epoch}")
+            )
         if self.skip and self.epoch == self.skip_epoch:
             ids = ids[self.skip :]
         return iter(ids)
@@ -67,9 +102,26 @@ def resume_position(module: Any) -> tuple[int, int]:
     return int(loop.epoch_progress.current.processed), int(loop.epoch_loop.batch_progress.current.processed)
 
 
-def resumable_loader(module: Any, dataset: Dataset, batch_size: int, seed: int, **kwargs: Any) -> DataLoader:
-    """A shuffled training loader for ``dataset`` that continues where ``module``'s trainer stopped."""
+def resumable_loader(
+    module: Any,
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    lengths: Sequence[int] | None = None,
+    length_pool: int = 0,
+    **kwargs: Any,
+) -> DataLoader:
+    """A shuffled training loader for ``dataset`` that continues where ``module``'s trainer stopped; with
+    ``lengths`` (per example) and ``length_pool`` > 1, batches of like length (:func:`length_pooled`)."""
     epoch, batches = resume_position(module)
-    sampler = SkippingSampler(dataset, seed=seed, skip=batches * batch_size, skip_epoch=epoch)
+    sampler = SkippingSampler(
+        dataset,
+        seed=seed,
+        skip=batches * batch_size,
+        skip_epoch=epoch,
+        lengths=lengths,
+        batch_size=batch_size,
+        pool=length_pool,
+    )
     sampler.set_epoch(epoch)
     return ResumableLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)

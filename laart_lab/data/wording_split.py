@@ -25,15 +25,20 @@ import random
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
 from laart_lab.data.clutrr_text import story_sentences
 
-_NAME = re.compile(r"\[[^\]]+\]")
+_NAME = re.compile(r"\[([^\]]+)\]")
 
 
 def sentence_templates(story: str) -> list[str]:
     """The story's sentences, lower-cased, each ``[Name]`` replaced by ``[X]`` (in order, repeats kept)."""
-    return [_NAME.sub("[X]", sentence.lower()) for sentence in story_sentences(story)]
+    return [_template(sentence) for sentence in story_sentences(story)]
+
+
+def _template(sentence: str) -> str:
+    return _NAME.sub("[X]", sentence.lower())
 
 
 def held_out_wording_split(
@@ -90,3 +95,29 @@ def held_out_wording_split(
         )
     held_set = set(held)
     return [i for i in range(len(stories)) if i not in held_set], sorted(held)
+
+
+EdgeWording = Literal["unseen", "seen", "apart"]
+
+
+def edge_wording(
+    story: str, entity_names: Sequence[str], edges: Sequence[tuple[int, int, str]], training_templates: set[str]
+) -> list[EdgeWording]:
+    """Per gold edge ``(a, b, relation)`` of ``story``: how the story states it, against training's wording.
+
+    ``"unseen"``: every sentence that names both people is worded unlike any training sentence (the
+    test's case: the reader must read a paraphrase it never saw); ``"seen"``: one of them is a training
+    sentence, names masked; ``"apart"``: no single sentence names both (a pronoun or a later sentence
+    links them). ``entity_names`` are the story's entities as the tokenizer reads them (lower-cased).
+    """
+    sentences = story_sentences(story)
+    named = [{name.strip().lower() for name in _NAME.findall(sentence)} for sentence in sentences]
+    templates = [_template(sentence) for sentence in sentences]
+    wording: list[EdgeWording] = []
+    for a, b, _ in edges:
+        stating = [t for t, names in zip(templates, named) if entity_names[a] in names and entity_names[b] in names]
+        if not stating:
+            wording.append("apart")
+        else:
+            wording.append("seen" if any(t in training_templates for t in stating) else "unseen")
+    return wording

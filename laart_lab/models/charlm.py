@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
@@ -25,6 +24,7 @@ from torchmetrics import MeanMetric
 from laart_lab.components.attention import AttentionFactory
 from laart_lab.components.data import TokenBatch
 from laart_lab.components.memory import MemoryFactory
+from laart_lab.models.lr_schedule import LrSchedule, check_schedule, fit_timer, time_progress, warmup_cosine
 from laart_lab.models.transformer import DecodingCache, MlpKind, NormKind, PositionKind, TransformerStack
 from laart_lab.registry import component_factory, component_spec, make_specs_plain
 
@@ -82,7 +82,7 @@ class CharLM(LightningModule):
         min_lr_ratio: float = 0.1,
         warmup_steps: int = 100,
         lr_decay_steps: int | None = None,
-        lr_schedule: Literal["steps", "time"] = "steps",
+        lr_schedule: LrSchedule = "steps",
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.95),
         compile: bool = False,
@@ -95,8 +95,7 @@ class CharLM(LightningModule):
                 "CharLM needs vocab_size: give it in the recipe's model.init_args or use a data module that "
                 "provides it through data_facts() (the `text` data module does)"
             )
-        if lr_schedule not in ("steps", "time"):
-            raise ValueError(f"CharLM lr_schedule must be 'steps' or 'time'; got {lr_schedule!r}")
+        check_schedule(lr_schedule, "CharLM")
         if vocabulary is not None and len(vocabulary) != vocab_size:
             raise ValueError(f"vocabulary has {len(vocabulary)} characters but vocab_size is {vocab_size}")
         self.save_hyperparameters()
@@ -242,39 +241,23 @@ class CharLM(LightningModule):
                 return int(estimated)
         raise ValueError("set model.init_args.lr_decay_steps or trainer.max_steps: the cosine schedule needs a length")
 
-    def _timer(self) -> Timer:
-        """The Trainer's ``max_time`` timer (``lr_schedule: time`` needs one)."""
-        trainer = self._trainer
-        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None) if trainer is not None else None
-        if timer is None or timer.time_remaining("train") is None:
-            raise ValueError(
-                "CharLM lr_schedule='time' decays the learning rate over the run's time budget: set "
-                "trainer.max_time (e.g. --trainer.max_time 00:00:03:00) or use lr_schedule: steps"
-            )
-        return timer
-
     def _time_progress(self) -> float:
         """Fraction of the Trainer's ``max_time`` spent in fit so far (0 unless ``lr_schedule`` is ``time``)."""
         if self.hparams.get("lr_schedule", "steps") != "time" or self._trainer is None:
             return 0.0
-        timer = self._timer()
-        elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train") or 0.0
-        return elapsed / max(elapsed + remaining, 1e-9)
+        return time_progress(self._trainer, "CharLM")
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of the peak lr at optimizer step ``step``: linear warmup, cosine to ``min_lr_ratio``.
 
         With ``lr_schedule: time`` the cosine follows whichever budget is further spent, steps or time.
         """
-        warmup, total, floor = self.hparams.warmup_steps, self._decay_steps(), self.hparams.min_lr_ratio
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, max((step - warmup) / max(1, total - warmup), self._time_progress()))
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        hp = self.hparams
+        return warmup_cosine(step, hp.warmup_steps, self._decay_steps(), hp.min_lr_ratio, self._time_progress())
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         if self.hparams.get("lr_schedule") == "time":
-            self._timer()  # fail now, with the fix, rather than at the first scheduler step
+            fit_timer(self._trainer, "CharLM")  # fail now, with the fix, rather than at the first scheduler step
         optimizer = torch.optim.AdamW(self.param_groups(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

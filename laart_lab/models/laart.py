@@ -25,7 +25,9 @@ Metrics (``val/`` and ``test/``): ``acc`` (laart), ``fast_acc``, ``slow_acc``, e
 (``acc_k{k}``, ``fast_acc_k{k}``, ``slow_acc_k{k}``), ``acc_mean`` (unweighted over k), ``edge_acc``
 (the relation read for each gold edge's pair is the gold one; gold edges come from the data module,
 outside the batch), ``edge_found`` (the reader marks the pair as stated: P(none) < 0.5),
-``edge_acc_strict`` (both), ``story_edges_all_right`` (share of stories with every gold edge read
+``edge_acc_strict`` (both), ``edge_acc_unseen_wording`` (edge_acc over the gold edges whose stating
+sentences are worded unlike any training sentence: on validation, the part that reads like the test),
+``story_edges_all_right`` (share of stories with every gold edge read
 right), ``check_overrule_rate``
 and ``check_overrule_right`` (how often the check replaced the fast answer, and how often the
 replacement was right), ``check_threshold``.
@@ -33,7 +35,6 @@ replacement was right), ``check_threshold``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,12 +56,14 @@ from laart_lab.data.clutrr_text import IGNORE, LaartBatch
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF
 from laart_lab.errors import UserError
 from laart_lab.models.charlm import DEFAULT_ATTENTION
+from laart_lab.models.lr_schedule import LrSchedule, check_schedule, fit_timer, time_progress, warmup_cosine
 from laart_lab.models.story_reader import GenderEvidence, ReaderOutput, StoryReader
 from laart_lab.reasoning.read_paths import best_paths
 from laart_lab.registry import component_factory, make_specs_plain
 
 #: settings that change how the reader's weights are read, and their value in checkpoints from before each existed
 READING_SETTINGS: dict[str, Any] = {"gender_evidence": "pooled"}
+EDGE_COUNTS = ("edge_total", "edge_right", "edge_found", "edge_strict", "edge_unseen_total", "edge_unseen_right")
 DEFAULT_CHECK_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
 
@@ -87,7 +90,11 @@ class LaartModel(LightningModule):
         num_relations, relation_names, vocabulary, max_entities: data facts (filled by the CLI).
         d_model, n_layers, n_heads, dropout: the reader.
         word_dropout: share of words replaced by ``<unk>`` in training (robustness to unseen wording).
-        lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay over the fit.
+        lr, weight_decay, warmup_steps, min_lr_ratio: AdamW with linear warm-up then cosine decay to
+            ``lr * min_lr_ratio`` over the fit.
+        lr_schedule: what the cosine runs over: ``"steps"`` (the fit's estimated steps) or ``"time"``
+            (whichever is further spent, steps or the Trainer's ``max_time``; :mod:`~laart_lab.models.lr_schedule`),
+            so a time-budgeted recipe finishes its decay on a slow machine too.
         pair_weight, gender_weight, fast_weight, gold_path_weight, read_path_weight: loss weights.
         max_path_steps, step_cost: the read chain search (:func:`best_paths`).
         check_grid: thresholds the check chooses from on validation.
@@ -117,6 +124,8 @@ class LaartModel(LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
+        lr_schedule: LrSchedule = "steps",
         pair_weight: float = 1.0,
         gender_weight: float = 0.2,
         fast_weight: float = 1.0,
@@ -170,7 +179,9 @@ class LaartModel(LightningModule):
             gender_evidence=gender_evidence,
         )
         self.reasoner: Reasoner = component_factory(reasoner, "reasoner")(num_relations)
+        check_schedule(lr_schedule, "LaartModel")
         self.word_dropout, self.lr, self.weight_decay, self.warmup_steps = word_dropout, lr, weight_decay, warmup_steps
+        self.min_lr_ratio = min_lr_ratio
         self.weights = {
             "pair": pair_weight,
             "gender": gender_weight,
@@ -288,23 +299,31 @@ class LaartModel(LightningModule):
     def _edge_scores(self, batch: LaartBatch, reader: ReaderOutput) -> dict[str, Tensor]:
         """Per story, against the gold chain edges (which the data module keeps aside): how many gold
         edges there are, how many the reader read with the right relation (argmax over the relations),
-        how many it marked as stated (P(none) < 0.5), and how many both."""
+        how many it marked as stated (P(none) < 0.5), and how many both; and, of the edges the data module
+        says are stated only in wording training never shows (``gold_edge_wording``), how many and how
+        many read right."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         gold_edges = getattr(datamodule, "gold_edges", None)
         b = batch.batch_size
-        counts = {name: torch.zeros(b) for name in ("edge_total", "edge_right", "edge_found", "edge_strict")}
+        counts = {name: torch.zeros(b) for name in EDGE_COUNTS}
         if gold_edges is None:
             return counts
+        ids = batch.meta["id"]
+        wording_of = getattr(datamodule, "gold_edge_wording", None)
+        wordings = wording_of(ids) if wording_of is not None else [[] for _ in ids]
         relation = reader.pair_logits[..., : self.num_relations].argmax(-1).cpu()
         stated = (reader.pair_logits.float().softmax(-1)[..., -1] < 0.5).cpu()
         index = self._relation_index
-        for i, edges in enumerate(gold_edges(batch.meta["id"])):
-            for a, c, name in edges:
+        for i, (edges, wording) in enumerate(zip(gold_edges(ids), wordings)):
+            for e, (a, c, name) in enumerate(edges):
                 right, found = int(relation[i, a, c]) == index.get(name, -1), bool(stated[i, a, c])
                 counts["edge_total"][i] += 1
                 counts["edge_right"][i] += right
                 counts["edge_found"][i] += found
                 counts["edge_strict"][i] += right and found
+                if e < len(wording) and wording[e] == "unseen":
+                    counts["edge_unseen_total"][i] += 1
+                    counts["edge_unseen_right"][i] += right
         return counts
 
     def on_validation_epoch_end(self) -> None:
@@ -356,11 +375,20 @@ class LaartModel(LightningModule):
             self.log(f"{stage}/edge_found", records["edge_found"].sum() / total)
             self.log(f"{stage}/edge_acc_strict", records["edge_strict"].sum() / total)
             self.log(f"{stage}/story_edges_all_right", (records["edge_right"] == records["edge_total"]).float().mean())
+            unseen = records["edge_unseen_total"].sum()
+            if unseen > 0:  # validation's test-like part: sentences worded unlike any training sentence
+                self.log(f"{stage}/edge_acc_unseen_wording", records["edge_unseen_right"].sum() / unseen)
             for key, count in (("edge_acc", "edge_right"), ("edge_acc_strict", "edge_strict")):
                 table[key] = {
                     int(k): float(records[count][ks == k].sum() / records["edge_total"][ks == k].sum().clamp_min(1))
                     for k in ks.unique().tolist()
                 }
+            unseen_by_k = {int(k): records["edge_unseen_total"][ks == k].sum() for k in ks.unique().tolist()}
+            table["edge_acc_unseen_wording"] = {
+                k: float(records["edge_unseen_right"][ks == k].sum() / edges)
+                for k, edges in unseen_by_k.items()
+                if edges > 0
+            }
         overruled = answers["acc"] != records["fast"]
         self.log(f"{stage}/check_overrule_rate", overruled.float().mean())
         if bool(overruled.any()):
@@ -449,12 +477,13 @@ class LaartModel(LightningModule):
         )
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 10_000
         warmup = min(self.warmup_steps, max(1, total // 10))
+        by_time = self.hparams.get("lr_schedule", "steps") == "time"
+        if by_time:
+            fit_timer(self._trainer, "LaartModel")  # fail now, with the fix, rather than at the first step
 
         def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+            spent = time_progress(self._trainer, "LaartModel") if by_time and step >= warmup else 0.0
+            return warmup_cosine(step, warmup, total, self.min_lr_ratio, spent)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
