@@ -459,8 +459,7 @@ class ClutrrDataModule(SplitDataModule):
         self.augment_generated = augment_generated
         self._tokenizer: WordTokenizer | None = None
         self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None
-        self._gold_edges: dict[str, list[tuple[int, int, str]]] | None = None
-        self._edge_wording: dict[str, list[EdgeWording]] | None = None
+        self._edge_index: tuple[dict[str, list[tuple[int, int, str]]], dict[str, list[EdgeWording]]] | None = None
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.source = source or ("clutrr" if path else "generated")
@@ -567,28 +566,28 @@ class ClutrrDataModule(SplitDataModule):
         Kept here, outside the batches, so that a model reads no gold graph at evaluation; only the
         edge metrics ask for it.
         """
-        self._index_gold_edges()
-        assert self._gold_edges is not None
-        return [self._gold_edges.get(i, []) for i in ids]
+        edges = self._evaluation_edges()[0]
+        return [edges.get(i, []) for i in ids]
 
     def gold_edge_wording(self, ids: list[str]) -> list[list[EdgeWording]]:
         """Text view, beside :meth:`gold_edges`: per gold edge, whether the sentences that state it are
         worded as some training sentence is (``"seen"``), unlike all of them (``"unseen"``, as in CLUTRR's
         test), or no sentence names both people (``"apart"``) (:func:`~laart_lab.data.wording_split.edge_wording`)."""
-        self._index_gold_edges()
-        assert self._edge_wording is not None
-        return [self._edge_wording.get(i, []) for i in ids]
+        wording = self._evaluation_edges()[1]
+        return [wording.get(i, []) for i in ids]
 
-    def _index_gold_edges(self) -> None:
-        if self._gold_edges is not None and self._edge_wording is not None:
-            return
-        training = {t for e in self._split()[0] for t in sentence_templates(e.story)}
-        self._gold_edges, self._edge_wording = {}, {}
-        for e in [*self._split()[1], *(e for rows in self.release.tests.values() for e in rows)]:
-            encoded = encode_story(e, self.tokenizer)
-            edges = gold_entity_edges(e, encoded)
-            self._gold_edges[e.id] = edges
-            self._edge_wording[e.id] = edge_wording(e.story, encoded.entity_names, edges, training)
+    def _evaluation_edges(self) -> tuple[dict[str, list[tuple[int, int, str]]], dict[str, list[EdgeWording]]]:
+        """By evaluation story id: its gold chain edges and their wording (built once, on first use)."""
+        if self._edge_index is None:
+            training = {t for e in self._split()[0] for t in sentence_templates(e.story)}
+            edges_of: dict[str, list[tuple[int, int, str]]] = {}
+            wording_of: dict[str, list[EdgeWording]] = {}
+            for e in [*self._split()[1], *(e for rows in self.release.tests.values() for e in rows)]:
+                encoded = encode_story(e, self.tokenizer)
+                edges_of[e.id] = gold_entity_edges(e, encoded)
+                wording_of[e.id] = edge_wording(e.story, encoded.entity_names, edges_of[e.id], training)
+            self._edge_index = (edges_of, wording_of)
+        return self._edge_index
 
     # ---- loaders ---------------------------------------------------------------------------------
     def _loader(
@@ -644,7 +643,7 @@ class ClutrrDataModule(SplitDataModule):
         vocabulary = state_dict.get("vocabulary")
         if vocabulary is not None and self.view == "text":  # read new stories with the words the model learnt
             self._tokenizer = WordTokenizer(vocabulary)
-            self._gold_edges = self._edge_wording = None
+            self._edge_index = None
         saved = state_dict.get("relation_names")
         if saved is not None and list(saved) != self.relation_names:
             raise ValueError(

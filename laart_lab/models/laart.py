@@ -482,7 +482,7 @@ class LaartModel(LightningModule):
             fit_timer(self._trainer, "LaartModel")  # fail now, with the fix, rather than at the first step
 
         def schedule(step: int) -> float:
-            spent = time_progress(self._trainer, "LaartModel") if by_time and step >= warmup else 0.0
+            spent = time_progress(self._trainer, "LaartModel") if by_time else 0.0
             return warmup_cosine(step, warmup, total, self.min_lr_ratio, spent)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

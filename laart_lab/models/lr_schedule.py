@@ -10,13 +10,13 @@ so the run reaches the floor learning rate when its time is up, whatever its thr
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Timer
 
 LrSchedule = Literal["steps", "time"]
-LR_SCHEDULES: tuple[str, ...] = ("steps", "time")
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 
 
 def check_schedule(schedule: str, owner: str) -> None:
