@@ -41,6 +41,7 @@ def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:
     cli, facts = fit_then_test(recipe, seed, out_dir, extra, seed_data=False)
     return {
         **facts,
+        "overrides": list(extra),  # what the run changed from the recipe
         "check_threshold": float(cli.model.check_threshold),
         "val_last_epoch": {key: dict(values) for key, values in cli.model.last_val_table.items()},
         "test": {key: dict(values) for key, values in cli.model.last_test_table.items()},
@@ -102,7 +103,8 @@ def plot(results: list[dict], path: str) -> None:
     axis.set_ylim(0, 1.02)
     axis.grid(alpha=0.3)
     axis.legend()
-    axis.set_title(f"LAART on CLUTRR text ({results[0]['recipe']})")
+    overrides = " ".join(results[0].get("overrides", []))
+    axis.set_title(f"LAART on CLUTRR text ({results[0]['recipe']}{' ' + overrides if overrides else ''})", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 

@@ -59,6 +59,7 @@ from laart_lab.data.clutrr_text import (
     gold_entity_edges,
     tokenize,
 )
+from laart_lab.data.relation_swap import RelationSwap
 from laart_lab.data.wording_split import EdgeWording, edge_wording, held_out_wording_split, sentence_templates
 from laart_lab.paths import data_path
 
@@ -417,6 +418,9 @@ class ClutrrDataModule(SplitDataModule):
         length_pool: training: sort each run of this many batches by story length before cutting it into
             batches (:func:`~laart_lab.data.resumable.length_pooled`), so batches pad little; text view: with
             ``mix_stories``, whole batches are then mixed (a share ``mix_stories`` of them). 0: off.
+        relation_swap: text view, training only: share of stories whose one stated relation word is swapped
+            for another (labels composed again), so the words around it stop predicting the relation
+            (:mod:`laart_lab.data.relation_swap`). 0: off.
         augment_generated: add this many generated kinship stories (:mod:`laart_lab.data.kinship`, of
             the ``generated_train_ks`` lengths, their own paraphrases) to the training split; validation
             and test stay the release's own.
@@ -442,6 +446,7 @@ class ClutrrDataModule(SplitDataModule):
         min_word_count: int = 2,
         mix_stories: float = 0.0,
         length_pool: int = 0,
+        relation_swap: float = 0.0,
         augment_generated: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
@@ -454,6 +459,7 @@ class ClutrrDataModule(SplitDataModule):
         if length_pool < 0:
             raise ValueError(f"length_pool counts batches (0: off); got {length_pool}")
         self.length_pool = length_pool
+        self.relation_swap = RelationSwap(relation_swap) if relation_swap != 0.0 else None  # it checks the share
         if augment_generated < 0:
             raise ValueError(f"augment_generated counts generated training stories (>= 0); got {augment_generated}")
         self.augment_generated = augment_generated
@@ -598,7 +604,7 @@ class ClutrrDataModule(SplitDataModule):
             collate = TextCollator(
                 self.tokenizer, self._index, self.max_entities, training=shuffle, task_k=task_k,
                 task_name=task_name, mix_stories=self.mix_stories if shuffle else 0.0,
-                mix_per_batch=self.length_pool > 1,
+                mix_per_batch=self.length_pool > 1, augment=self.relation_swap if shuffle else None,
             )  # fmt: skip
         else:
             collate = ReasoningCollator(self._index, task_k, task_name)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -315,6 +315,8 @@ class TextCollator:
             pairs are supervised too. The query and answer stay the first story's.
         mix_per_batch: with ``mix_stories``, draw once per batch: a share ``mix_stories`` of the batches
             have every story mixed (for batches of like length, which a mix per story would undo).
+        augment: training only: rewrites the batch's examples before they are mixed and encoded (for
+            example :class:`~laart_lab.data.relation_swap.RelationSwap`).
     """
 
     def __init__(
@@ -327,12 +329,18 @@ class TextCollator:
         task_name: str | None = None,
         mix_stories: float = 0.0,
         mix_per_batch: bool = False,
+        augment: Callable[[list[Any]], list[Any]] | None = None,
     ) -> None:
         self.tokenizer, self.relation_index, self.max_entities = tokenizer, relation_index, max_entities
         self.training, self.task_k, self.task_name = training, task_k, task_name
         self.mix_stories, self.mix_per_batch = mix_stories, mix_per_batch
+        if augment is not None and not training:
+            raise ValueError("augment rewrites training stories; an evaluation collator reads them as written")
+        self.augment = augment
 
     def __call__(self, examples: list[Any]) -> LaartBatch:
+        if self.augment is not None:
+            examples = self.augment(examples)
         if self.training and self.mix_stories > 0 and len(examples) > 1:
             draws = torch.rand(len(examples)).tolist()
             if self.mix_per_batch:  # the whole batch or none of it, so its stories keep like lengths
