@@ -105,6 +105,10 @@ def test_the_hook_swaps_its_share_seeded_and_only_in_training() -> None:
     assert all(e is ANN_BOB_CAT for e in RelationSwap(0.0)(examples))
     with pytest.raises(ValueError, match="share of training stories"):
         RelationSwap(1.5)
+    with pytest.raises(ValueError, match="relation_swap rewrites story text, which view='graph' does not read"):
+        ClutrrDataModule(view="graph", relation_swap=0.5)
+    with pytest.raises(ValueError, match="mix_stories and relation_swap rewrite story text"):
+        ClutrrDataModule(view="graph", mix_stories=0.3, relation_swap=0.5)
     with pytest.raises(ValueError, match="an evaluation collator reads them as written"):
         TextCollator(None, {}, 8, training=False, augment=RelationSwap(0.5))  # type: ignore[arg-type]
 

@@ -460,6 +460,12 @@ class ClutrrDataModule(SplitDataModule):
             raise ValueError(f"length_pool counts batches (0: off); got {length_pool}")
         self.length_pool = length_pool
         self.relation_swap = RelationSwap(relation_swap) if relation_swap != 0.0 else None  # it checks the share
+        text_only = {"mix_stories": mix_stories, "relation_swap": relation_swap}
+        if view == "graph" and (set_here := [name for name, value in text_only.items() if value]):
+            raise ValueError(
+                f"{' and '.join(set_here)} rewrite{'s' if len(set_here) == 1 else ''} story text, which view='graph' "
+                "does not read: set view='text' or leave them at 0"
+            )
         if augment_generated < 0:
             raise ValueError(f"augment_generated counts generated training stories (>= 0); got {augment_generated}")
         self.augment_generated = augment_generated
