@@ -23,13 +23,13 @@ from collections import Counter
 from pathlib import Path
 
 from laart_lab.data.clutrr import ClutrrExample, read_release
+from laart_lab.data.clutrr_text import GENDER_NAMES
 from laart_lab.data.kinship_algebra import KIND_OF, inverse_relation
 from laart_lab.paths import data_path
 
 _WORDS = "|".join(sorted((t for t in KIND_OF if "-" not in t), key=len, reverse=True))
 _POSSESSIVE = re.compile(rf"\[([^\]]+)\]'s ({_WORDS}),? \[([^\]]+)\]", re.IGNORECASE)
 _PRONOUN = re.compile(rf"\[([^\]]+)\][^\[\].!?]*? (?:his|her) (?:\w+ )?({_WORDS}),? \[([^\]]+)\]", re.IGNORECASE)
-_GENDER = {1: "female", 2: "male"}
 
 
 def audit(rows: list[ClutrrExample]) -> dict:
@@ -48,7 +48,7 @@ def audit(rows: list[ClutrrExample]) -> dict:
                 if (a, b) in gold:  # "a's word is b" against "a's gold is b"
                     agrees = gold[(a, b)] == word
                 elif (b, a) in gold:  # against "b's gold is a": the inverse of the statement
-                    agrees = gold[(b, a)] == inverse_relation(word, _GENDER.get(e.genders[a]))
+                    agrees = gold[(b, a)] == inverse_relation(word, GENDER_NAMES.get(e.genders[a]))
                 else:
                     continue
                 matched += 1

@@ -46,7 +46,7 @@ IGNORE = -100  #: label of a pair (or a gender) that carries no supervision
 _TOKEN = re.compile(r"\[[^\]]+\]|'s\b|[a-z]+|\d+|[^\sa-z\d]")
 _SENTENCE_END = {".", "!", "?"}
 _QUERY_NAME = re.compile(r"['\"]([^'\"]+)['\"]")
-_GENDER_NAMES = {1: "female", 2: "male"}
+GENDER_NAMES = {1: "female", 2: "male"}  #: gender id (as ClutrrExample.genders) -> name
 
 
 def tokenize(story: str) -> list[str]:
@@ -157,7 +157,7 @@ def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, i
     "none", or :data:`IGNORE`."""
     none = len(relation_index)
     n_entities = len(encoded.entity_names)
-    gender_of_node = {i: _GENDER_NAMES.get(g) for i, g in enumerate(example.genders)}
+    gender_of_node = {i: GENDER_NAMES.get(g) for i, g in enumerate(example.genders)}
     known: dict[tuple[int, int], str] = {}
     for a, b, r in example.edges:
         known.setdefault((a, b), r)
@@ -201,7 +201,17 @@ _SENTENCE = re.compile(r"[^.!?]*[.!?]+|[^.!?]+$")
 
 def story_sentences(story: str) -> list[str]:
     """The story's sentences as written (stripped; a last sentence may lack its full stop)."""
-    return [part.strip() for part in _SENTENCE.findall(story) if part.strip()]
+    return [sentence for _, sentence in sentence_spans(story)]
+
+
+def sentence_spans(story: str) -> list[tuple[int, str]]:
+    """:func:`story_sentences` with where each starts in ``story`` (``story[start:].startswith(sentence)``)."""
+    spans = []
+    for m in _SENTENCE.finditer(story):
+        sentence = m.group().strip()
+        if sentence:
+            spans.append((m.start() + m.group().index(sentence), sentence))
+    return spans
 
 
 def mixed_story(first: Any, second: Any, seed: int) -> Any:

@@ -33,11 +33,9 @@ from typing import Any
 
 import torch
 
-from laart_lab.data.clutrr_text import tokenize
+from laart_lab.data.clutrr_text import GENDER_NAMES, sentence_spans, tokenize
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, KIND_OF, compose, inverse_relation
 
-_GENDER_NAMES = {1: "female", 2: "male"}
-_SENTENCE = re.compile(r"[^.!?]*[.!?]+|[^.!?]+$")  # the splitter of clutrr_text.story_sentences, with spans
 _NAME = re.compile(r"\[[^\]]+\]")
 #: kinship words written as one word (in-law terms are several tokens: not swapped, not swapped in)
 SWAP_WORDS: tuple[str, ...] = tuple(sorted(term for term in KIND_OF if "-" not in term))
@@ -69,7 +67,7 @@ def swappable_edges(example: Any) -> list[SwappableEdge]:
     if chain_answer(example.path) != example.target:
         return []
     names = [name.lower() for name in example.names]
-    sentences = [(m.start(), m.group()) for m in _SENTENCE.finditer(example.story) if m.group().strip()]
+    sentences = sentence_spans(example.story)
     mentioned = [{token[1:-1].strip() for token in tokenize(text) if token.startswith("[")} for _, text in sentences]
     found = []
     for index, (a, b, relation) in enumerate(example.edges):
@@ -87,7 +85,7 @@ def swappable_edges(example: Any) -> list[SwappableEdge]:
             continue
         word = words[0]
         names_b = word == relation
-        names_a = word == inverse_relation(relation, _GENDER_NAMES.get(example.genders[a]))
+        names_a = word == inverse_relation(relation, GENDER_NAMES.get(example.genders[a]))
         if names_a == names_b:  # neither, or both (two brothers): the word's person is not known
             continue
         unnamed = _NAME.sub(lambda m: " " * len(m.group()), text)  # a name is never the word
@@ -110,14 +108,13 @@ def swap_relation_word(example: Any, swappable: SwappableEdge, new_word: str) ->
     if swappable.names_target:
         relation: str | None = new_word
     else:  # the word names a: "b's new_word is a"
-        relation = inverse_relation(new_word, _GENDER_NAMES.get(example.genders[b]))
+        relation = inverse_relation(new_word, GENDER_NAMES.get(example.genders[b]))
     if relation is None:
         return None
     edges = list(example.edges)
     edges[swappable.edge] = (a, b, relation)
     path = relation_path(edges, *example.query)
-    answer = chain_answer(path) if path is not None else None
-    if path is None or answer is None:
+    if path is None or (answer := chain_answer(path)) is None:
         return None
     written = example.story[swappable.start : swappable.end]
     if written[:1].isupper():
