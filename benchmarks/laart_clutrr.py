@@ -5,8 +5,12 @@ For each seed: build everything from the recipe as ``laart-lab fit`` does (``Laa
 then test the checkpoint ModelCheckpoint chose on ``val/acc`` (``ckpt_path="best"``). Prints one
 mean ± std table (fast / slow / laart / edges per k) and the reference figures of GPT-4 with
 Faithful chain-of-thought, writes every seed's figures to ``--json`` and a plot to ``--plot``.
+Before the test, the chosen checkpoint is validated again (``val_best``: the figures a choice between
+settings is made on). ``--validation-only`` stops there: no test is run, so a candidate setting can be
+judged on validation without its test figures being seen first.
 
     flock /tmp/laart_cpu.lock python benchmarks/laart_clutrr.py --recipe laart_clutrr --seeds 0 1 2
+    python benchmarks/laart_clutrr.py --seeds 0 --validation-only -- --data.init_args.relation_swap 0.5
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ if __package__ in (None, ""):  # run as a script from a source checkout: make la
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
 from recipe_runs import fit_then_test  # noqa: E402
 
+from laart_lab.training_cli import LaartCLI  # noqa: E402
+
 #: GPT-4 + Faithful CoT on 1,042 of the 1,146 data_089907f8 test stories (Lyu et al., 2023), k = 2..10
 GPT4_FAITHFUL_COT = {2: 0.63, 3: 0.80, 4: 0.68, 5: 0.63, 6: 0.65, 7: 0.66, 8: 0.57, 9: 0.59, 10: 0.47}
 COLUMNS = (
@@ -36,19 +42,51 @@ COLUMNS = (
 )
 
 
-def run(recipe: str, seed: int, out_dir: str, extra: list[str]) -> dict:
+def run(recipe: str, seed: int, out_dir: str, extra: list[str], test: bool = True) -> dict:
+    tables: dict[str, dict] = {}
+
+    def validate_the_chosen_checkpoint(cli: LaartCLI) -> None:
+        tables["val_last_epoch"] = {key: dict(values) for key, values in cli.model.last_val_table.items()}
+        cli.trainer.validate(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
+        tables["val_best"] = {key: dict(values) for key, values in cli.model.last_val_table.items()}
+
     # the data split stays the recipe's (seed 0) for every model seed
-    cli, facts = fit_then_test(recipe, seed, out_dir, extra, seed_data=False)
-    return {
+    cli, facts = fit_then_test(
+        recipe, seed, out_dir, extra, seed_data=False, before_test=validate_the_chosen_checkpoint, test=test
+    )
+    result = {
         **facts,
         "overrides": list(extra),  # what the run changed from the recipe
         "check_threshold": float(cli.model.check_threshold),
-        "val_last_epoch": {key: dict(values) for key, values in cli.model.last_val_table.items()},
-        "test": {key: dict(values) for key, values in cli.model.last_test_table.items()},
+        **tables,
     }
+    if test:
+        result["test"] = {key: dict(values) for key, values in cli.model.last_test_table.items()}
+    return result
+
+
+def summarise_validation(results: list[dict]) -> str:
+    """The chosen checkpoints' validation figures (mean over k of each per-k table), one row per seed."""
+    keys = ("acc", "edge_acc", "edge_acc_unseen_wording")
+    lines = [
+        "validation, the checkpoint chosen on val/acc (mean over k): " + "  ".join(keys),
+        *(
+            f"  seed {r['seed']}: "
+            + "  ".join(
+                f"{statistics.mean(r['val_best'][key].values()):.4f}" if r["val_best"].get(key) else "n/a"
+                for key in keys
+            )
+            + f"  ({r['steps']} steps)"
+            for r in results
+            if "val_best" in r
+        ),
+    ]
+    return "\n".join(lines)
 
 
 def summarise(results: list[dict]) -> str:
+    if not all("test" in r for r in results):  # --validation-only
+        return summarise_validation(results)
     ks = sorted({k for r in results for k in r["test"]["acc"]})
     header = f"{'k':>6}" + "".join(f"  {label:>15}" for label, _ in COLUMNS) + f"  {'GPT-4 F-CoT':>11}"
     lines = [f"mean ± std over {len(results)} seeds (checkpoints chosen on val/acc)", header]
@@ -76,6 +114,8 @@ def summarise(results: list[dict]) -> str:
     if unseen:  # what chose the recipe's settings: reading of validation sentences worded unlike training's
         spread = f"{statistics.mean(unseen):.3f} ± {statistics.pstdev(unseen):.3f}"
         lines.append(f"val edge acc on unseen wording (last epoch): {spread}")
+    if any("val_best" in r for r in results):
+        lines.append(summarise_validation(results))
     fit = [r["fit_seconds"] for r in results]
     lines.append(
         f"fit {statistics.mean(fit):.0f} s ± {statistics.pstdev(fit):.0f} (steps {[r['steps'] for r in results]}); "
@@ -118,6 +158,11 @@ def main() -> None:
     parser.add_argument(
         "--from-json", nargs="+", help="summarise and plot the results files of earlier runs (e.g. seeds run apart)"
     )
+    parser.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="fit and validate the chosen checkpoint, run no test (judge a candidate before seeing its test)",
+    )
     parser.add_argument("extra", nargs="*", help="extra CLI overrides after --, e.g. --trainer.max_epochs 3")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -126,21 +171,23 @@ def main() -> None:
     if args.from_json:
         results = [r for path in args.from_json for r in json.loads(Path(path).read_text(encoding="utf-8"))]
         for r in results:  # JSON keys are strings: k back to int
-            for table in ("test", "val_last_epoch"):
+            for table in ("test", "val_last_epoch", "val_best"):
                 r[table] = {key: {int(k): v for k, v in values.items()} for key, values in r.get(table, {}).items()}
         results.sort(key=lambda r: r["seed"])
         with open(out / f"{args.recipe}.json", "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)
         print(summarise(results))
-        plot(results, str(out / f"{args.recipe}.png"))
+        if all("test" in r for r in results):
+            plot(results, str(out / f"{args.recipe}.png"))
         return
     results = []
     for seed in args.seeds:
-        results.append(run(args.recipe, seed, str(out / "laart_runs"), args.extra))
+        results.append(run(args.recipe, seed, str(out / "laart_runs"), args.extra, test=not args.validation_only))
         with open(out / f"{args.recipe}.json", "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)
         print(f"\n=== {args.recipe}, seeds so far {[r['seed'] for r in results]} ===\n{summarise(results)}", flush=True)
-    plot(results, str(out / f"{args.recipe}.png"))
+    if not args.validation_only:  # the plot is of test accuracy
+        plot(results, str(out / f"{args.recipe}.png"))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from this folder). The run goes through ``LaartCLI`` exactly as ``laart-lab fit`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from laart_lab.recipes import recipe_path
@@ -14,13 +15,21 @@ from laart_lab.training_cli import LaartCLI
 
 
 def fit_then_test(
-    recipe: str, seed: int, out_dir: str, extra: list[str], seed_data: bool = True
+    recipe: str,
+    seed: int,
+    out_dir: str,
+    extra: list[str],
+    seed_data: bool = True,
+    before_test: Callable[[LaartCLI], None] | None = None,
+    test: bool = True,
 ) -> tuple[LaartCLI, dict[str, Any]]:
     """Fit ``recipe`` (``extra``: command-line overrides), test the checkpoint chosen on validation.
 
-    ``seed_data`` also passes the seed to the data module (its train/val split). Returns the CLI (its
-    model holds the test tables) and the run's common facts: recipe, seed, fit seconds, epochs, steps and
-    the best validation score.
+    ``seed_data`` also passes the seed to the data module (its train/val split). ``before_test`` is
+    called after the fit, before any test (e.g. to validate the chosen checkpoint); ``test=False``
+    stops there, so that a candidate can be judged on validation with no test figure printed or kept.
+    Returns the CLI (its model holds the test tables) and the run's common facts: recipe, seed, fit
+    seconds, epochs, steps and the best validation score.
     """
     args = [
         "--config", recipe_path(recipe),
@@ -35,7 +44,10 @@ def fit_then_test(
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
     fit_seconds = time.perf_counter() - start
-    cli.trainer.test(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
+    if before_test is not None:
+        before_test(cli)
+    if test:
+        cli.trainer.test(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
     best = cli.trainer.checkpoint_callback.best_model_score
     return cli, {
         "recipe": recipe,
