@@ -42,13 +42,18 @@ COLUMNS = (
 )
 
 
+def _copy(table: dict[str, dict[int, float]]) -> dict[str, dict[int, float]]:
+    """A per-k table as it stands now (the model overwrites its tables at every evaluation)."""
+    return {key: dict(values) for key, values in table.items()}
+
+
 def run(recipe: str, seed: int, out_dir: str, extra: list[str], test: bool = True) -> dict:
     tables: dict[str, dict] = {}
 
     def validate_the_chosen_checkpoint(cli: LaartCLI) -> None:
-        tables["val_last_epoch"] = {key: dict(values) for key, values in cli.model.last_val_table.items()}
+        tables["val_last_epoch"] = _copy(cli.model.last_val_table)
         cli.trainer.validate(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
-        tables["val_best"] = {key: dict(values) for key, values in cli.model.last_val_table.items()}
+        tables["val_best"] = _copy(cli.model.last_val_table)
 
     # the data split stays the recipe's (seed 0) for every model seed
     cli, facts = fit_then_test(
@@ -61,7 +66,7 @@ def run(recipe: str, seed: int, out_dir: str, extra: list[str], test: bool = Tru
         **tables,
     }
     if test:
-        result["test"] = {key: dict(values) for key, values in cli.model.last_test_table.items()}
+        result["test"] = _copy(cli.model.last_test_table)
     return result
 
 
