@@ -152,11 +152,9 @@ def gold_entity_edges(example: Any, encoded: EncodedStory) -> list[tuple[int, in
     ]
 
 
-def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, int]) -> list[list[int]]:
-    """Reader labels ``[E][E]`` (see the module docstring): relation id, ``len(relation_index)`` for
-    "none", or :data:`IGNORE`."""
-    none = len(relation_index)
-    n_entities = len(encoded.entity_names)
+def _chain_facts(example: Any) -> tuple[dict[tuple[int, int], str], set[tuple[int, int]]]:
+    """Node pairs -> relation: the gold edges, their inverses and their closure through the algebra; and
+    the pairs the gold graph *states* (an edge or its inverse), as opposed to those it only implies."""
     gender_of_node = {i: GENDER_NAMES.get(g) for i, g in enumerate(example.genders)}
     known: dict[tuple[int, int], str] = {}
     for a, b, r in example.edges:
@@ -174,6 +172,15 @@ def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, i
                 if z2 == z and y != a and (a, y) not in known and (result := compose(r1, r2)) is not None:
                     known[(a, y)] = result
                     changed = True
+    return known, stated
+
+
+def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, int]) -> list[list[int]]:
+    """Reader labels ``[E][E]`` (see the module docstring): relation id, ``len(relation_index)`` for
+    "none", or :data:`IGNORE`."""
+    none = len(relation_index)
+    n_entities = len(encoded.entity_names)
+    known, stated = _chain_facts(example)
     noisy = {(a, b) for a, b in getattr(example, "untyped_edges", [])}
     noisy |= {(b, a) for a, b in noisy}
     sentences_of: list[set[int]] = [set() for _ in range(n_entities)]
@@ -194,6 +201,14 @@ def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, i
             else:
                 labels[x][y] = none
     return labels
+
+
+def pair_stated(example: Any, encoded: EncodedStory) -> list[list[bool]]:
+    """``[E][E]``: True where the gold graph states the pair's relation (a gold edge or its inverse), False
+    where it only implies it or says nothing ("[A]'s brother [B] and son [C]": C's uncle B is implied)."""
+    _, stated = _chain_facts(example)
+    nodes = encoded.node_of_entity
+    return [[(nx, ny) in stated for ny in nodes] for nx in nodes]
 
 
 _SENTENCE = re.compile(r"[^.!?]*[.!?]+|[^.!?]+$")
@@ -279,6 +294,7 @@ class ReaderSupervision:
     entity_genders: Tensor  #: long [B, E] 0 female, 1 male, IGNORE unknown
     gold_path: Tensor  #: long [B, K] relation ids of the gold chain from query head to tail
     gold_path_mask: Tensor  #: bool [B, K]
+    pair_stated: Tensor | None = None  #: bool [B, E, E] the gold graph states the pair (:func:`pair_stated`)
 
     def to(self, device: torch.device | str) -> ReaderSupervision:
         return _move(self, device)
@@ -414,6 +430,7 @@ class TextCollator:
     def _supervision(self, examples: list[Any], encoded: list[EncodedStory], n: int) -> ReaderSupervision:
         b = len(examples)
         labels = torch.full((b, n, n), IGNORE, dtype=torch.long)
+        stated = torch.zeros(b, n, n, dtype=torch.bool)
         genders = torch.full((b, n), IGNORE, dtype=torch.long)
         max_k = max(len(e.path) for e in examples)
         gold_path = torch.zeros(b, max_k, dtype=torch.long)
@@ -421,11 +438,16 @@ class TextCollator:
         for i, (example, story) in enumerate(zip(examples, encoded)):
             count = len(story.entity_names)
             labels[i, :count, :count] = torch.tensor(pair_labels(example, story, self.relation_index))
+            stated[i, :count, :count] = torch.tensor(pair_stated(example, story), dtype=torch.bool).view(count, count)
             for entity, node in enumerate(story.node_of_entity):
                 if node is not None and example.genders[node] in (1, 2):
                     genders[i, entity] = example.genders[node] - 1
             gold_path[i, : len(example.path)] = torch.tensor([self.relation_index[r] for r in example.path])
             gold_mask[i, : len(example.path)] = True
         return ReaderSupervision(
-            pair_labels=labels, entity_genders=genders, gold_path=gold_path, gold_path_mask=gold_mask
+            pair_labels=labels,
+            entity_genders=genders,
+            gold_path=gold_path,
+            gold_path_mask=gold_mask,
+            pair_stated=stated,
         )

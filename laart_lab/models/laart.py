@@ -36,7 +36,7 @@ replacement was right), ``check_threshold``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -56,13 +56,15 @@ from laart_lab.data.clutrr_text import IGNORE, LaartBatch
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF
 from laart_lab.errors import UserError
 from laart_lab.models.charlm import DEFAULT_ATTENTION
+from laart_lab.models.kinship_word_head import KinshipLexicon
 from laart_lab.models.lr_schedule import LrSchedule, check_schedule, fit_timer, time_progress, warmup_cosine
 from laart_lab.models.story_reader import GenderEvidence, ReaderOutput, StoryReader
 from laart_lab.reasoning.read_paths import best_paths
 from laart_lab.registry import component_factory, make_specs_plain
 
 #: settings that change how the reader's weights are read, and their value in checkpoints from before each existed
-READING_SETTINGS: dict[str, Any] = {"gender_evidence": "pooled"}
+READING_SETTINGS: dict[str, Any] = {"gender_evidence": "pooled", "relation_head": "pair"}
+RelationHead = Literal["pair", "kinship_word"]
 EDGE_COUNTS = ("edge_total", "edge_right", "edge_found", "edge_strict", "edge_unseen_total", "edge_unseen_right")
 DEFAULT_CHECK_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
@@ -104,6 +106,10 @@ class LaartModel(LightningModule):
         gender_evidence: the gender head reads an entity's mean mention state (``"pooled"``, what
             checkpoints before it was an option were trained with) or sums each mention's log-odds
             (``"mentions"``; :class:`StoryReader`).
+        relation_head: ``"pair"`` (the free pair head reads the relation from the mentions' states; what
+            checkpoints before it was an option were trained with) or ``"kinship_word"`` (the kind must come
+            from a kinship word near the pair's mentions, context only says which word and whom it names:
+            :mod:`~laart_lab.models.kinship_word_head`; needs gender-factorised relations).
     """
 
     def __init__(
@@ -136,6 +142,7 @@ class LaartModel(LightningModule):
         check_grid: list[float] | None = None,
         gender_factorised: bool | None = None,
         gender_evidence: GenderEvidence = "pooled",
+        relation_head: RelationHead = "pair",
     ) -> None:
         super().__init__()
         if relation_names is not None:
@@ -162,6 +169,16 @@ class LaartModel(LightningModule):
             )
         if gender_factorised is False:
             factors = None
+        if relation_head not in get_args(RelationHead):
+            raise ValueError(f"relation_head must be one of {get_args(RelationHead)}, got {relation_head!r}")
+        lexicon = None
+        if relation_head == "kinship_word":
+            if factors is None:
+                raise ValueError(
+                    "relation_head='kinship_word' reads kinship words as kinds of link: it needs gender-factorised "
+                    "relations (every relation a gendered kinship term, gender_factorised not False)"
+                )
+            lexicon = KinshipLexicon.build(self.vocabulary, relation_kinds(self.relation_names))
         attention_factory = component_factory(attention or DEFAULT_ATTENTION, "attention")
         self.reader = StoryReader(
             len(self.vocabulary),
@@ -177,6 +194,7 @@ class LaartModel(LightningModule):
             relation_factors=factors,
             inverse_kinds=inverse_kinds(self.relation_names) if factors is not None else None,
             gender_evidence=gender_evidence,
+            kinship_lexicon=lexicon,
         )
         self.reasoner: Reasoner = component_factory(reasoner, "reasoner")(num_relations)
         check_schedule(lr_schedule, "LaartModel")
@@ -188,6 +206,8 @@ class LaartModel(LightningModule):
             "fast": fast_weight,
             "gold_path": gold_path_weight,
             "read_path": read_path_weight,
+            "route": pair_weight,
+            "pair_free": pair_weight,
         }
         self.max_path_steps, self.step_cost = max_path_steps, step_cost
         self.check_grid = sorted(check_grid if check_grid is not None else DEFAULT_CHECK_GRID)
@@ -257,6 +277,16 @@ class LaartModel(LightningModule):
             ),
             "read_path": self.reasoner.loss(out.slow, target),
         }
+        if r.route_logits is not None and r.sayable_kinds is not None:  # the kinship-word head
+            losses["route"] = self._route_loss(r.route_logits, r.sayable_kinds, sup.pair_labels, sup.pair_stated)
+        if r.free_pair_logits is not None:  # the free head reads every pair on its own as well
+            losses["pair_free"] = (
+                F.cross_entropy(
+                    r.free_pair_logits.flatten(0, 2).float(), sup.pair_labels.flatten(), ignore_index=IGNORE
+                )
+                if bool((sup.pair_labels != IGNORE).any())
+                else r.free_pair_logits.sum() * 0.0
+            )
         loss = torch.stack([self.weights[name] * value for name, value in losses.items()]).sum()
         size = batch.batch_size
         for name, value in losses.items():
@@ -265,6 +295,30 @@ class LaartModel(LightningModule):
         self.log("train/fast_acc", (out.fast_pred == target).float().mean(), batch_size=size)
         self.log("train/slow_acc", (out.slow_pred == target).float().mean(), prog_bar=True, batch_size=size)
         return loss
+
+    def route_targets(self, sayable_kinds: Tensor, pair_labels: Tensor, pair_stated: Tensor | None) -> Tensor:
+        """The kinship-word head's route for each labelled pair ``[B, E, E]``: by word (0) when the gold graph
+        states the pair (``pair_stated``; None: every pair counts as stated) and a kinship word in its
+        window can say the kind of its label, else by the free head (1: relations the chain only implies,
+        and stated ones no single word near them says, "his son's daughter [C]"); IGNORE for pairs
+        labelled "none" or not at all."""
+        kind_of = self.reader.relation_kind
+        labelled = (pair_labels != IGNORE) & (pair_labels < self.num_relations)
+        if kind_of is None:
+            return torch.full_like(pair_labels, IGNORE)
+        kind = kind_of[pair_labels.clamp(0, self.num_relations - 1)]
+        by_word = sayable_kinds.gather(-1, kind.unsqueeze(-1)).squeeze(-1)
+        if pair_stated is not None:
+            by_word = by_word & pair_stated
+        return torch.where(labelled, (~by_word).long(), IGNORE)
+
+    def _route_loss(
+        self, route_logits: Tensor, sayable_kinds: Tensor, pair_labels: Tensor, pair_stated: Tensor | None
+    ) -> Tensor:
+        target = self.route_targets(sayable_kinds, pair_labels, pair_stated)
+        if not bool((target != IGNORE).any()):
+            return route_logits.sum() * 0.0
+        return F.cross_entropy(route_logits.flatten(0, 2).float(), target.flatten(), ignore_index=IGNORE)
 
     # ---- evaluation ------------------------------------------------------------------------------
     def validation_step(self, batch: LaartBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -403,6 +457,7 @@ class LaartModel(LightningModule):
         names = self.relation_names
         threshold = float(self.check_threshold)
         probs = out.reader.pair_logits.float().softmax(-1).cpu()
+        read_from = self._read_from(batch, out.reader)
         rows = []
         for i in range(batch.batch_size):
             entities = batch.meta["entity_names"][i]
@@ -418,6 +473,7 @@ class LaartModel(LightningModule):
                                 "relation": names[int(rel)],
                                 "tail": entities[y],
                                 "confidence": round(float(conf), 4),
+                                **read_from(i, x, y),
                             }
                         )
             path = out.paths[i]
@@ -445,6 +501,23 @@ class LaartModel(LightningModule):
                 }
             )
         return rows
+
+    def _read_from(self, batch: LaartBatch, reader: ReaderOutput) -> Any:
+        """``(story, x, y) -> {}``, or with the kinship-word head: the route that read the pair (``word`` or
+        ``free``) and, by word, the kinship word it was read from (``"read_from": "sister"``)."""
+        if reader.route_logits is None or reader.evidence_token is None:
+            return lambda i, x, y: {}
+        by_word = (reader.route_logits[..., 0] >= reader.route_logits[..., 1]).cpu()
+        evidence = reader.evidence_token.cpu()
+        tokens = batch.story.tokens.cpu()
+
+        def read_from(i: int, x: int, y: int) -> dict[str, str]:
+            position = int(evidence[i, x, y])
+            if position < 0 or not bool(by_word[i, x, y]):
+                return {"route": "free"}
+            return {"route": "word", "read_from": self.vocabulary[int(tokens[i, position])]}
+
+        return read_from
 
     def _derivation(self, read_batch: ReasoningBatch, i: int, entities: list[str], path: list[int]) -> list[str] | None:
         """The SLRM's composition steps, innermost first, as sentences (None for other reasoners)."""
@@ -504,18 +577,23 @@ class LaartModel(LightningModule):
                 )
 
 
+def relation_kinds(relation_names: list[str]) -> list[str]:
+    """The kinds of link the relations name, in kind-id order (the ids of :func:`relation_factors`)."""
+    return sorted({KIND_OF[name] for name in relation_names})
+
+
 def relation_factors(relation_names: list[str]) -> list[tuple[int, int]] | None:
     """``(kind id, gender id)`` per relation (gender 0 female, 1 male), or None if a name is no gendered
     kinship term."""
     if not all(name in KIND_OF and name in GENDER_OF_TERM for name in relation_names):
         return None
-    kinds = sorted({KIND_OF[name] for name in relation_names})
+    kinds = relation_kinds(relation_names)
     return [(kinds.index(KIND_OF[name]), 0 if GENDER_OF_TERM[name] == "female" else 1) for name in relation_names]
 
 
 def inverse_kinds(relation_names: list[str]) -> list[int] | None:
     """The inverse of each kind of :func:`relation_factors` (by kind id), or None if one is missing."""
-    kinds = sorted({KIND_OF[name] for name in relation_names})
+    kinds = relation_kinds(relation_names)
     if not all(INVERSE_KIND[kind] in kinds for kind in kinds):
         return None
     return [kinds.index(INVERSE_KIND[kind]) for kind in kinds]

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from laart_lab.components.attention import AttentionFactory
 from laart_lab.components.memory import MemoryFactory
 from laart_lab.data.clutrr_text import StoryBatch
+from laart_lab.models.kinship_word_head import KinshipLexicon, KinshipWordHead, states_at
 from laart_lab.models.transformer import TransformerStack
 
 GenderEvidence = Literal["pooled", "mentions"]
@@ -46,6 +47,11 @@ class ReaderOutput:
     pair_logits: Tensor  #: [B, E, E, R + 1] "y is x's <relation>" for entity pair (x, y); last class: none
     gender_logits: Tensor  #: [B, E, 2] female, male
     fast_logits: Tensor  #: [B, R] the fast system's answer to the query
+    # the kinship_word head only (laart_lab.models.kinship_word_head):
+    route_logits: Tensor | None = None  #: [B, E, E, 2] read by a word / by the free head
+    free_pair_logits: Tensor | None = None  #: [B, E, E, R + 1] the free pair head alone
+    sayable_kinds: Tensor | None = None  #: bool [B, E, E, kinds] what the words near each pair can say
+    evidence_token: Tensor | None = None  #: long [B, E, E] position of the kinship word a pair is read from, -1: none
 
 
 def _distance_bucket(distance: Tensor, buckets: int) -> Tensor:
@@ -73,6 +79,9 @@ class StoryReader(nn.Module):
             A story that says "y is x's parent" also says "x is y's child", so the kind of ``(x, y)`` is
             read from both directions: ``P(kind) ∝ P_xy(kind) * P_yx(inverse kind)``.
         gender_evidence: how the gender head reads an entity's mentions (module docstring).
+        kinship_lexicon: with ``relation_factors`` and ``inverse_kinds``: the relation head must take a
+            pair's kind from a kinship word near its mentions
+            (:class:`~laart_lab.models.kinship_word_head.KinshipWordHead`); None: the free pair head alone.
     """
 
     def __init__(
@@ -91,6 +100,7 @@ class StoryReader(nn.Module):
         relation_factors: list[tuple[int, int]] | None = None,
         inverse_kinds: list[int] | None = None,
         gender_evidence: GenderEvidence = "pooled",
+        kinship_lexicon: KinshipLexicon | None = None,
     ) -> None:
         super().__init__()
         if gender_evidence not in ("pooled", "mentions"):
@@ -128,13 +138,21 @@ class StoryReader(nn.Module):
         self.distance = nn.Embedding(2 * distance_buckets + 1, d_model)
         self.same_sentence = nn.Embedding(2, d_model)
         hidden = 2 * d_model
+        routes = 0 if kinship_lexicon is None else 2  # the kinship-word head's route: stated by a word, or implied
         self.pair_head = nn.Sequential(
-            nn.Linear(5 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, pair_classes)
+            nn.Linear(5 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, pair_classes + routes)
         )
         self.gender_head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 2))
         self.fast_head = nn.Sequential(
             nn.Linear(4 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_relations)
         )
+        self.kinship_word_head: KinshipWordHead | None = None
+        if kinship_lexicon is not None:
+            if inverse_kinds is None:
+                raise ValueError("kinship_lexicon needs relation_factors and inverse_kinds (kinds to read words as)")
+            self.kinship_word_head = KinshipWordHead(
+                d_model, kinship_lexicon, list(inverse_kinds), distance_buckets, _distance_bucket, dropout
+            )
         nn.init.normal_(self.word.weight, std=0.02)
         nn.init.normal_(self.slot.weight, std=0.02)
 
@@ -154,11 +172,19 @@ class StoryReader(nn.Module):
         counts = mentions.sum(1).clamp_min(1.0)  # [B, E]
         pooled = torch.einsum("bte,btd->bed", mentions, h) / counts.unsqueeze(-1)  # [B, E, D]
 
-        pair_logits = self.pair_head(self._pair_features(story, h, pooled))
         if self.gender_evidence == "mentions":  # log-odds of independent mentions add up
             gender_logits = torch.einsum("bte,btc->bec", mentions, self.gender_head(h).float())
         else:
             gender_logits = self.gender_head(pooled)
+        pos_x, pos_y = self._closest_mentions(story, pooled.shape[1])
+        pair_logits = self.pair_head(self._pair_features(story, h, pooled, pos_x, pos_y))
+        route_logits = free_pair_logits = sayable = evidence = None
+        if self.kinship_word_head is not None:
+            pair_logits, route_logits = pair_logits[..., :-2], pair_logits[..., -2:]
+            # the free head also reads every pair on its own (its own loss): a pair routed to it is read well
+            free_pair_logits = self._factorised(pair_logits, gender_logits)
+            words = self.kinship_word_head(story, tokens, h, pos_x, pos_y, pair_logits, route_logits)
+            pair_logits, sayable, evidence = words.log_probs, words.sayable, words.evidence
         if self.relation_kind is not None and self.relation_gender is not None:
             pair_logits = self._factorised(pair_logits, gender_logits)
         rows = torch.arange(h.shape[0], device=h.device)
@@ -166,7 +192,15 @@ class StoryReader(nn.Module):
         mask = story.padding_mask.unsqueeze(-1).to(h.dtype)
         context = (h * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         fast_logits = self.fast_head(torch.cat([head, tail, head * tail, context], -1))
-        return ReaderOutput(pair_logits=pair_logits, gender_logits=gender_logits, fast_logits=fast_logits)
+        return ReaderOutput(
+            pair_logits=pair_logits,
+            gender_logits=gender_logits,
+            fast_logits=fast_logits,
+            route_logits=route_logits,
+            free_pair_logits=free_pair_logits,
+            sayable_kinds=sayable,
+            evidence_token=evidence,
+        )
 
     def _factorised(self, kind_logits: Tensor, gender_logits: Tensor) -> Tensor:
         """``log P(kind(r) | x, y) + log P(gender(y) = gender(r))`` per relation r, and ``log P(none)``."""
@@ -179,10 +213,10 @@ class StoryReader(nn.Module):
         relations = kind[..., self.relation_kind] + of_y[..., self.relation_gender]
         return torch.cat([relations, kind[..., -1:]], -1)
 
-    def _pair_features(self, story: StoryBatch, h: Tensor, pooled: Tensor) -> Tensor:
-        """``[B, E, E, 5D]``: the closest mentions of x and y, their signed distance and sentence, both entities."""
-        b, t, d = h.shape
-        n_entities = pooled.shape[1]
+    def _closest_mentions(self, story: StoryBatch, n_entities: int) -> tuple[Tensor, Tensor]:
+        """Token positions ``[B, E, E]`` of the closest mentions of x and of y, for every entity pair (x, y):
+        closest in tokens, but a pair of mentions in one sentence before any pair across sentences."""
+        b = story.tokens.shape[0]
         is_mention = story.token_entity >= 0
         # mentions as a compact list per example: positions [B, M] (padding: position 0, masked)
         order = torch.argsort((~is_mention).to(torch.int8), dim=1, stable=True)
@@ -191,10 +225,8 @@ class StoryReader(nn.Module):
         valid = is_mention.gather(1, position)
         owner = torch.where(valid, story.token_entity.gather(1, position), -1)  # [B, M]
         distance = position.unsqueeze(2) - position.unsqueeze(1)  # [B, M, M]: i - j
-        # for every entity pair (x, y): the closest (mention of x, mention of y)
-        of_x = owner.unsqueeze(-1) == torch.arange(n_entities, device=h.device)  # [B, M, E]
+        of_x = owner.unsqueeze(-1) == torch.arange(n_entities, device=position.device)  # [B, M, E]
         usable = of_x.unsqueeze(2).unsqueeze(4) & of_x.unsqueeze(1).unsqueeze(3)  # [B, Mi, Mj, Ex, Ey]
-        # closest in tokens, but a pair of mentions in one sentence before any pair across sentences
         sentence = story.sentence.gather(1, position)
         apart = distance.abs() + _SENTENCE_APART * (sentence.unsqueeze(2) != sentence.unsqueeze(1))
         cost = torch.where(usable, apart.unsqueeze(-1).unsqueeze(-1), _FAR)
@@ -202,10 +234,17 @@ class StoryReader(nn.Module):
         best = cost.argmin(-1)  # [B, E, E] flat index i * M + j
         i, j = best // m, best % m
         pos_x, pos_y = position.gather(1, i.view(b, -1)), position.gather(1, j.view(b, -1))  # [B, E*E]
-        state_x = h.gather(1, pos_x.unsqueeze(-1).expand(-1, -1, d)).view(b, n_entities, n_entities, d)
-        state_y = h.gather(1, pos_y.unsqueeze(-1).expand(-1, -1, d)).view(b, n_entities, n_entities, d)
-        signed = (pos_y - pos_x).view(b, n_entities, n_entities)
-        same = (story.sentence.gather(1, pos_x) == story.sentence.gather(1, pos_y)).view(b, n_entities, n_entities)
+        return pos_x.view(b, n_entities, n_entities), pos_y.view(b, n_entities, n_entities)
+
+    def _pair_features(self, story: StoryBatch, h: Tensor, pooled: Tensor, pos_x: Tensor, pos_y: Tensor) -> Tensor:
+        """``[B, E, E, 5D]``: the closest mentions of x and y, their signed distance and sentence, both entities."""
+        b = h.shape[0]
+        n_entities = pooled.shape[1]
+        state_x = states_at(h, pos_x)
+        state_y = states_at(h, pos_y)
+        signed = pos_y - pos_x
+        flat_x, flat_y = pos_x.reshape(b, -1), pos_y.reshape(b, -1)
+        same = (story.sentence.gather(1, flat_x) == story.sentence.gather(1, flat_y)).view_as(signed)
         relative = self.distance(_distance_bucket(signed, self.distance_buckets)) + self.same_sentence(same.long())
         ex = pooled.unsqueeze(2).expand(-1, -1, n_entities, -1)
         ey = pooled.unsqueeze(1).expand(-1, n_entities, -1, -1)
