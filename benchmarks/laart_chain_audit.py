@@ -1,0 +1,147 @@
+"""Where LAART's slow answers are lost: reading the edges, or choosing the chain to compose.
+
+For a trained ``LaartModel`` checkpoint, per story of a split (validation by default; ``--split test`` only
+to read, never to choose): are all the gold edges read right, does the read chain the slow system composes
+(:func:`~laart_lab.reasoning.read_paths.best_paths`) walk only gold edges (in either direction), and is
+the slow answer right, overall and given each of those. Each chain-search ``--step-costs`` value is scored
+on the same reading. Prints a table, writes JSON and a bar plot.
+
+    python benchmarks/laart_chain_audit.py --ckpt runs/laart_clutrr/version_0/checkpoints/best.ckpt
+    python benchmarks/laart_chain_audit.py --ckpt <ckpt> --split test --min-k 4 --step-costs 0.05 0 -- \\
+        --model.init_args.relation_head kinship_word
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+
+if __package__ in (None, ""):  # run as a script from a source checkout: make laart_lab importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from laart_lab.checkpoints import read_checkpoint  # noqa: E402
+from laart_lab.recipes import recipe_path  # noqa: E402
+from laart_lab.training_cli import LaartCLI  # noqa: E402
+
+#: per-story flags, then the rates reported (a rate "x | y" is the share of x among the stories with y)
+FLAGS = ("edges_all_right", "chain_on_gold", "slow_right")
+RATES = (
+    ("edges_all_right", None),
+    ("chain_on_gold", None),
+    ("slow_right", None),
+    ("chain_on_gold", "edges_all_right"),
+    ("slow_right", "edges_all_right"),
+    ("slow_right", "chain_on_gold"),
+)
+
+
+def audit_story(
+    chain: list[int], gold_edges: list[tuple[int, int, str]], read: dict[tuple[int, int], str], slow_right: bool
+) -> dict[str, bool]:
+    """One story's flags: every gold edge ``(a, c, relation)`` read as ``relation`` (``read``: entity pair ->
+    the relation read for it), every step of the entity ``chain`` a gold edge's pair in either direction, and
+    whether the slow answer is right."""
+    pairs = {frozenset((a, c)) for a, c, _ in gold_edges}
+    return {
+        "edges_all_right": all(read.get((a, c)) == relation for a, c, relation in gold_edges),
+        "chain_on_gold": all(frozenset(step) in pairs for step in zip(chain[:-1], chain[1:])),
+        "slow_right": slow_right,
+    }
+
+
+def rates(flags: list[dict[str, bool]]) -> dict[str, float]:
+    """The :data:`RATES` over stories (a conditional rate is NaN when its condition never holds)."""
+    counts = Counter(name for story in flags for name, value in story.items() if value)
+    out = {}
+    for name, given in RATES:
+        if given is None:
+            out[name] = counts[name] / max(len(flags), 1)
+        else:
+            both = sum(1 for story in flags if story[name] and story[given])
+            out[f"{name} | {given}"] = both / counts[given] if counts[given] else float("nan")
+    return out
+
+
+def audit(cli: LaartCLI, split: str, min_k: int, step_costs: list[float]) -> dict[str, dict[str, float]]:
+    model, data = cli.model, cli.datamodule
+    data.setup("fit" if split == "val" else "test")
+    loaders = data.val_dataloader() if split == "val" else data.test_dataloader()
+    batches = [b for loader in (loaders if isinstance(loaders, list) else [loaders]) for b in loader]
+    names = model.relation_names
+    results = {}
+    model.eval()
+    for cost in step_costs:
+        model.step_cost = cost
+        flags = []
+        with torch.no_grad():
+            for batch in batches:
+                k = batch.meta.get("task_k")
+                out = model(batch)
+                read_ids = out.reader.pair_logits[..., : model.num_relations].argmax(-1)
+                for i, (chain, gold) in enumerate(zip(out.paths, data.gold_edges(batch.meta["id"]))):
+                    if (k if k is not None else int(batch.k[i])) < min_k:
+                        continue
+                    read = {(a, c): names[int(read_ids[i, a, c])] for a, c, _ in gold}
+                    read.update({(x, y): names[int(read_ids[i, x, y])] for x, y in zip(chain[:-1], chain[1:])})
+                    flags.append(audit_story(chain, gold, read, int(out.slow_pred[i]) == int(batch.target[i])))
+        results[f"step_cost={cost:g}"] = {"stories": len(flags), **rates(flags)}
+    return results
+
+
+def plot(results: dict[str, dict[str, float]], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [key for key in next(iter(results.values())) if key != "stories"]
+    figure, axis = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(results)
+    for j, (setting, values) in enumerate(results.items()):
+        axis.bar([i + j * width for i in range(len(keys))], [values[k] for k in keys], width, label=setting)
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(keys))], keys, rotation=20, ha="right", fontsize=8)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("share of stories")
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", required=True, help="a LaartModel checkpoint (read with weights_only)")
+    parser.add_argument("--recipe", default="laart_clutrr", help="builds the data and the model the weights fill")
+    parser.add_argument("--split", choices=("val", "test"), default="val")
+    parser.add_argument("--min-k", type=int, default=0, help="only stories with at least this k")
+    parser.add_argument("--step-costs", nargs="+", type=float, default=[0.05])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", default="bench_out")
+    parser.add_argument("extra", nargs="*", help="CLI overrides after --, as the checkpoint was trained with")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cli = LaartCLI(["--config", recipe_path(args.recipe), "--trainer.logger", "false", *args.extra], run=False)
+    checkpoint: dict[str, Any] = read_checkpoint(args.ckpt)
+    cli.model.on_load_checkpoint(checkpoint)  # refuses weights trained to be read another way, naming the fix
+    cli.model.load_state_dict(checkpoint["state_dict"])
+    results = audit(cli, args.split, args.min_k, args.step_costs)
+    for setting, values in results.items():
+        print(setting, "  ".join(f"{key}: {value:.3f}" for key, value in values.items() if key != "stories"),
+              f"({values['stories']} stories)")  # fmt: skip
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"laart_chain_audit_{args.split}"
+    record = {"ckpt": args.ckpt, "recipe": args.recipe, "split": args.split, "min_k": args.min_k,
+              "overrides": args.extra, "results": results}  # fmt: skip
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    plot(results, str(out / f"{stem}.png"), f"{args.recipe} {args.split} k>={args.min_k}: {Path(args.ckpt).name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""benchmarks/laart_chain_audit.py: per-story flags by hand, and a run on a tiny generated-data model."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from laart_lab.recipes import recipe_path
+from laart_lab.training_cli import LaartCLI
+from tests.test_laart import SMALL_GENERATED
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def load_audit():  # type: ignore[no-untyped-def]
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "laart_chain_audit.py"
+    spec = importlib.util.spec_from_file_location("laart_chain_audit", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_story_is_flagged_by_hand() -> None:
+    audit = load_audit()
+    gold = [(0, 1, "son"), (2, 1, "sister")]  # entity 0's son is 1; 2's sister is 1
+    read = {(0, 1): "son", (2, 1): "sister", (0, 2): "grandson"}
+    on_gold = audit.audit_story([0, 1, 2], gold, read, slow_right=True)  # 1 -> 2 walks (2, 1) backwards: on gold
+    assert on_gold == {"edges_all_right": True, "chain_on_gold": True, "slow_right": True}
+    shortcut = audit.audit_story([0, 2], gold, read, slow_right=False)
+    assert shortcut == {"edges_all_right": True, "chain_on_gold": False, "slow_right": False}
+    misread = audit.audit_story([0, 1, 2], gold, {**read, (2, 1): "brother"}, slow_right=False)
+    assert misread["edges_all_right"] is False and misread["chain_on_gold"] is True
+    rates = audit.rates([on_gold, shortcut, misread])
+    assert rates["edges_all_right"] == pytest.approx(2 / 3) and rates["chain_on_gold"] == pytest.approx(2 / 3)
+    assert rates["chain_on_gold | edges_all_right"] == pytest.approx(1 / 2)
+    assert rates["slow_right | edges_all_right"] == pytest.approx(1 / 2)
+    assert rates["slow_right | chain_on_gold"] == pytest.approx(1 / 2)
+    assert math.isnan(audit.rates([shortcut])["slow_right | chain_on_gold"])
+
+
+@pytest.mark.slow
+def test_the_audit_scores_every_validation_story_for_each_step_cost() -> None:
+    audit = load_audit()
+    cli = LaartCLI(["--config", recipe_path("laart_clutrr_generated"), "--trainer.logger", "false", *SMALL_GENERATED],
+                   run=False)  # fmt: skip
+    results = audit.audit(cli, "val", 0, [0.05, 0.0])
+    assert list(results) == ["step_cost=0.05", "step_cost=0"]
+    for values in results.values():
+        assert values["stories"] == len(cli.datamodule.val_set)
+        assert all(0.0 <= v <= 1.0 for k, v in values.items() if k != "stories" and not math.isnan(v))
