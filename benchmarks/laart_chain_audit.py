@@ -88,7 +88,6 @@ def audit(cli: LaartCLI, split: str, min_k: int, step_costs: list[float]) -> dic
                     if (k if k is not None else int(batch.k[i])) < min_k:
                         continue
                     read = {(a, c): names[int(read_ids[i, a, c])] for a, c, _ in gold}
-                    read.update({(x, y): names[int(read_ids[i, x, y])] for x, y in zip(chain[:-1], chain[1:])})
                     flags.append(audit_story(chain, gold, read, int(out.slow_pred[i]) == int(batch.target[i])))
         results[f"step_cost={cost:g}"] = {"stories": len(flags), **rates(flags)}
     return results

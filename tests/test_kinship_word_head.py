@@ -15,6 +15,7 @@ from laart_lab.errors import UserError
 from laart_lab.models.kinship_word_head import KinshipLexicon
 from laart_lab.models.laart import LaartModel, inverse_kinds, relation_factors, relation_kinds
 from laart_lab.models.story_reader import StoryReader
+from laart_lab.models.token_positions import distance_bucket
 from tests.test_laart import DOROTHY, INDEX, RELATIONS, generated_text_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,8 +93,8 @@ def test_the_head_matches_a_per_pair_loop() -> None:
             for t in candidates:
                 hidden = (
                     head.word(h[0, t]) + head.mention_x(h[0, px]) + head.mention_y(h[0, py])
-                    + head.to_x(head._bucket(torch.tensor(t - px), head.distance_buckets))
-                    + head.to_y(head._bucket(torch.tensor(t - py), head.distance_buckets))
+                    + head.to_x(distance_bucket(torch.tensor(t - px), head.distance_buckets))
+                    + head.to_y(distance_bucket(torch.tensor(t - py), head.distance_buckets))
                 )  # fmt: skip
                 with torch.no_grad():
                     score, name = head.out(hidden)

@@ -178,6 +178,15 @@ def _chain_facts(example: Any) -> tuple[dict[tuple[int, int], str], set[tuple[in
 def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, int]) -> list[list[int]]:
     """Reader labels ``[E][E]`` (see the module docstring): relation id, ``len(relation_index)`` for
     "none", or :data:`IGNORE`."""
+    return pair_supervision(example, encoded, relation_index)[0]
+
+
+def pair_supervision(
+    example: Any, encoded: EncodedStory, relation_index: dict[str, int]
+) -> tuple[list[list[int]], list[list[bool]]]:
+    """:func:`pair_labels`, and ``[E][E]`` True where the gold graph *states* the pair's relation (a gold edge
+    or its inverse), False where it only implies it or says nothing ("[A]'s brother [B] and son [C]": C's
+    uncle B is implied). One closure of the gold facts serves both."""
     none = len(relation_index)
     n_entities = len(encoded.entity_names)
     known, stated = _chain_facts(example)
@@ -200,15 +209,8 @@ def pair_labels(example: Any, encoded: EncodedStory, relation_index: dict[str, i
                 labels[x][y] = relation_index.get(relation, IGNORE) if relation is not None else IGNORE
             else:
                 labels[x][y] = none
-    return labels
-
-
-def pair_stated(example: Any, encoded: EncodedStory) -> list[list[bool]]:
-    """``[E][E]``: True where the gold graph states the pair's relation (a gold edge or its inverse), False
-    where it only implies it or says nothing ("[A]'s brother [B] and son [C]": C's uncle B is implied)."""
-    _, stated = _chain_facts(example)
     nodes = encoded.node_of_entity
-    return [[(nx, ny) in stated for ny in nodes] for nx in nodes]
+    return labels, [[(nx, ny) in stated for ny in nodes] for nx in nodes]
 
 
 _SENTENCE = re.compile(r"[^.!?]*[.!?]+|[^.!?]+$")
@@ -294,7 +296,7 @@ class ReaderSupervision:
     entity_genders: Tensor  #: long [B, E] 0 female, 1 male, IGNORE unknown
     gold_path: Tensor  #: long [B, K] relation ids of the gold chain from query head to tail
     gold_path_mask: Tensor  #: bool [B, K]
-    pair_stated: Tensor | None = None  #: bool [B, E, E] the gold graph states the pair (:func:`pair_stated`)
+    pair_stated: Tensor | None = None  #: bool [B, E, E] the gold graph states the pair (:func:`pair_supervision`)
 
     def to(self, device: torch.device | str) -> ReaderSupervision:
         return _move(self, device)
@@ -437,8 +439,9 @@ class TextCollator:
         gold_mask = torch.zeros(b, max_k, dtype=torch.bool)
         for i, (example, story) in enumerate(zip(examples, encoded)):
             count = len(story.entity_names)
-            labels[i, :count, :count] = torch.tensor(pair_labels(example, story, self.relation_index))
-            stated[i, :count, :count] = torch.tensor(pair_stated(example, story), dtype=torch.bool).view(count, count)
+            pairs, pairs_stated = pair_supervision(example, story, self.relation_index)
+            labels[i, :count, :count] = torch.tensor(pairs)
+            stated[i, :count, :count] = torch.tensor(pairs_stated, dtype=torch.bool)
             for entity, node in enumerate(story.node_of_entity):
                 if node is not None and example.genders[node] in (1, 2):
                     genders[i, entity] = example.genders[node] - 1

@@ -40,7 +40,6 @@ relation head that reads the kinship word").
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +48,7 @@ from torch import Tensor, nn
 
 from laart_lab.data.clutrr_text import StoryBatch
 from laart_lab.data.kinship_words import in_law_kinds, token_kinds, vocabulary_kinds
+from laart_lab.models.token_positions import distance_bucket, states_at
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,6 @@ class WordReading:
     evidence: Tensor  #: long [B, E, E] token position of the pair's most likely kinship word, -1: none in its window
 
 
-def states_at(h: Tensor, positions: Tensor) -> Tensor:
-    """``h[b, positions[b, ...]]``: ``[B, T, D]`` states gathered at ``[B, ...]`` token positions."""
-    b, _, d = h.shape
-    flat = positions.reshape(b, -1)
-    return h.gather(1, flat.unsqueeze(-1).expand(-1, -1, d)).view(*positions.shape, d)
-
-
 class KinshipWordHead(nn.Module):
     """Turns the free pair head's logits into kind log-probabilities read from kinship words (module docstring).
 
@@ -89,7 +82,6 @@ class KinshipWordHead(nn.Module):
         d_model: the reader's state size. lexicon: :class:`KinshipLexicon` for the reader's vocabulary.
         inverse_kinds: the inverse of each kind id (x's parent y is y's child x).
         distance_buckets: buckets of a candidate's signed distance to each mention.
-        bucket: the reader's signed-distance bucketing, ``(distance, buckets) -> bucket id``.
     """
 
     def __init__(
@@ -98,13 +90,12 @@ class KinshipWordHead(nn.Module):
         lexicon: KinshipLexicon,
         inverse_kinds: list[int],
         distance_buckets: int,
-        bucket: Callable[[Tensor, int], Tensor],
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
         if len(lexicon.in_law_kind) != len(inverse_kinds):
             raise ValueError(f"the lexicon has {len(lexicon.in_law_kind)} kinds, inverse_kinds {len(inverse_kinds)}")
-        self.num_kinds, self.distance_buckets, self._bucket = len(inverse_kinds), distance_buckets, bucket
+        self.num_kinds, self.distance_buckets = len(inverse_kinds), distance_buckets
         self.law_id = lexicon.law_id
         self.word_kind: Tensor
         self.in_law_kind: Tensor
@@ -153,8 +144,8 @@ class KinshipWordHead(nn.Module):
         window = valid[:, None, None, :] & ((sentence == sentence_x) | (sentence == sentence_y))  # [B, E, E, C]
 
         word_state, state_x, state_y = states_at(h, position), states_at(h, pos_x), states_at(h, pos_y)
-        to_x = self._bucket(position[:, None, None, :] - pos_x.unsqueeze(-1), self.distance_buckets)
-        to_y = self._bucket(position[:, None, None, :] - pos_y.unsqueeze(-1), self.distance_buckets)
+        to_x = distance_bucket(position[:, None, None, :] - pos_x.unsqueeze(-1), self.distance_buckets)
+        to_y = distance_bucket(position[:, None, None, :] - pos_y.unsqueeze(-1), self.distance_buckets)
         hidden = (
             self.word(word_state)[:, None, None]
             + self.mention_x(state_x).unsqueeze(-2)

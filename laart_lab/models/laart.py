@@ -35,6 +35,7 @@ replacement was right), ``check_threshold``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -263,14 +264,8 @@ class LaartModel(LightningModule):
         out = self(batch)
         r = out.reader
         losses = {
-            "pair": F.cross_entropy(r.pair_logits.flatten(0, 2).float(), sup.pair_labels.flatten(), ignore_index=IGNORE)
-            if bool((sup.pair_labels != IGNORE).any())
-            else r.pair_logits.sum() * 0.0,
-            "gender": F.cross_entropy(
-                r.gender_logits.flatten(0, 1).float(), sup.entity_genders.flatten(), ignore_index=IGNORE
-            )
-            if bool((sup.entity_genders != IGNORE).any())
-            else r.gender_logits.sum() * 0.0,
+            "pair": _labelled_cross_entropy(r.pair_logits, sup.pair_labels),
+            "gender": _labelled_cross_entropy(r.gender_logits, sup.entity_genders),
             "fast": F.cross_entropy(r.fast_logits.float(), target),
             "gold_path": self.reasoner.loss(
                 self.reasoner(_gold_batch(sup.gold_path, sup.gold_path_mask, target)), target
@@ -278,15 +273,10 @@ class LaartModel(LightningModule):
             "read_path": self.reasoner.loss(out.slow, target),
         }
         if r.route_logits is not None and r.sayable_kinds is not None:  # the kinship-word head
-            losses["route"] = self._route_loss(r.route_logits, r.sayable_kinds, sup.pair_labels, sup.pair_stated)
+            route = self.route_targets(r.sayable_kinds, sup.pair_labels, sup.pair_stated)
+            losses["route"] = _labelled_cross_entropy(r.route_logits, route)
         if r.free_pair_logits is not None:  # the free head reads every pair on its own as well
-            losses["pair_free"] = (
-                F.cross_entropy(
-                    r.free_pair_logits.flatten(0, 2).float(), sup.pair_labels.flatten(), ignore_index=IGNORE
-                )
-                if bool((sup.pair_labels != IGNORE).any())
-                else r.free_pair_logits.sum() * 0.0
-            )
+            losses["pair_free"] = _labelled_cross_entropy(r.free_pair_logits, sup.pair_labels)
         loss = torch.stack([self.weights[name] * value for name, value in losses.items()]).sum()
         size = batch.batch_size
         for name, value in losses.items():
@@ -311,14 +301,6 @@ class LaartModel(LightningModule):
         if pair_stated is not None:
             by_word = by_word & pair_stated
         return torch.where(labelled, (~by_word).long(), IGNORE)
-
-    def _route_loss(
-        self, route_logits: Tensor, sayable_kinds: Tensor, pair_labels: Tensor, pair_stated: Tensor | None
-    ) -> Tensor:
-        target = self.route_targets(sayable_kinds, pair_labels, pair_stated)
-        if not bool((target != IGNORE).any()):
-            return route_logits.sum() * 0.0
-        return F.cross_entropy(route_logits.flatten(0, 2).float(), target.flatten(), ignore_index=IGNORE)
 
     # ---- evaluation ------------------------------------------------------------------------------
     def validation_step(self, batch: LaartBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -502,7 +484,7 @@ class LaartModel(LightningModule):
             )
         return rows
 
-    def _read_from(self, batch: LaartBatch, reader: ReaderOutput) -> Any:
+    def _read_from(self, batch: LaartBatch, reader: ReaderOutput) -> Callable[[int, int, int], dict[str, str]]:
         """``(story, x, y) -> {}``, or with the kinship-word head: the route that read the pair (``word`` or
         ``free``) and, by word, the kinship word it was read from (``"read_from": "sister"``)."""
         if reader.route_logits is None or reader.evidence_token is None:
@@ -575,6 +557,14 @@ class LaartModel(LightningModule):
                     f"this checkpoint's reader was trained with {name}={trained!r} but the model is built with "
                     f"{name}={here!r}; pass --model.init_args.{name} {trained} (or the recipe it was trained with)"
                 )
+
+
+def _labelled_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy over the positions whose label is not IGNORE (``logits`` ``[..., C]``, ``labels`` ``[...]``);
+    a zero that keeps the graph when every label is IGNORE."""
+    if not bool((labels != IGNORE).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.flatten(0, -2).float(), labels.flatten(), ignore_index=IGNORE)
 
 
 def relation_kinds(relation_names: list[str]) -> list[str]:

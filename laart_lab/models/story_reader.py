@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from laart_lab.components.attention import AttentionFactory
 from laart_lab.components.memory import MemoryFactory
 from laart_lab.data.clutrr_text import StoryBatch
-from laart_lab.models.kinship_word_head import KinshipLexicon, KinshipWordHead, states_at
+from laart_lab.models.kinship_word_head import KinshipLexicon, KinshipWordHead
+from laart_lab.models.token_positions import distance_bucket, states_at
 from laart_lab.models.transformer import TransformerStack
 
 GenderEvidence = Literal["pooled", "mentions"]
@@ -52,16 +53,6 @@ class ReaderOutput:
     free_pair_logits: Tensor | None = None  #: [B, E, E, R + 1] the free pair head alone
     sayable_kinds: Tensor | None = None  #: bool [B, E, E, kinds] what the words near each pair can say
     evidence_token: Tensor | None = None  #: long [B, E, E] position of the kinship word a pair is read from, -1: none
-
-
-def _distance_bucket(distance: Tensor, buckets: int) -> Tensor:
-    """Signed token distance -> bucket id in ``0 .. 2*buckets``: exact near 0, logarithmic further out."""
-    magnitude = distance.abs().clamp_min(1).float()
-    exact = buckets // 2
-    log_bucket = exact + (torch.log(magnitude / exact) / torch.log(torch.tensor(64.0 / exact)) * (buckets - exact))
-    bucket = torch.where(magnitude < exact, magnitude, log_bucket).long().clamp(max=buckets - 1)
-    bucket = torch.where(distance == 0, torch.zeros_like(bucket), bucket)
-    return torch.where(distance < 0, buckets + bucket, bucket)
 
 
 class StoryReader(nn.Module):
@@ -151,7 +142,7 @@ class StoryReader(nn.Module):
             if inverse_kinds is None:
                 raise ValueError("kinship_lexicon needs relation_factors and inverse_kinds (kinds to read words as)")
             self.kinship_word_head = KinshipWordHead(
-                d_model, kinship_lexicon, list(inverse_kinds), distance_buckets, _distance_bucket, dropout
+                d_model, kinship_lexicon, list(inverse_kinds), distance_buckets, dropout
             )
         nn.init.normal_(self.word.weight, std=0.02)
         nn.init.normal_(self.slot.weight, std=0.02)
@@ -245,7 +236,7 @@ class StoryReader(nn.Module):
         signed = pos_y - pos_x
         flat_x, flat_y = pos_x.reshape(b, -1), pos_y.reshape(b, -1)
         same = (story.sentence.gather(1, flat_x) == story.sentence.gather(1, flat_y)).view_as(signed)
-        relative = self.distance(_distance_bucket(signed, self.distance_buckets)) + self.same_sentence(same.long())
+        relative = self.distance(distance_bucket(signed, self.distance_buckets)) + self.same_sentence(same.long())
         ex = pooled.unsqueeze(2).expand(-1, -1, n_entities, -1)
         ey = pooled.unsqueeze(1).expand(-1, n_entities, -1, -1)
         return torch.cat([state_x, state_y, relative, ex, ey], -1)
