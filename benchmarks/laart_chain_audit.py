@@ -4,9 +4,12 @@ For a trained ``LaartModel`` checkpoint, per story of a split (validation by def
 to read, never to choose): are all the gold edges read right, does the read chain the slow system composes
 (:func:`~laart_lab.reasoning.read_paths.best_paths`) walk only gold edges (in either direction), and is
 the slow answer right, overall and given each of those. Each chain-search ``--step-costs`` value is scored
-on the same reading. Prints a table, writes JSON and a bar plot.
+on the same reading. Prints a table, writes JSON and a bar plot. Validation's own stories are short (k=2,3);
+``--data.init_args.val_chained 600`` adds long ones joined from them (:mod:`laart_lab.data.story_chains`), which
+``--min-k 4`` then selects.
 
     python benchmarks/laart_chain_audit.py --ckpt runs/laart_clutrr/version_0/checkpoints/best.ckpt
+    python benchmarks/laart_chain_audit.py --ckpt <ckpt> --min-k 4 -- --data.init_args.val_chained 600
     python benchmarks/laart_chain_audit.py --ckpt <ckpt> --split test --min-k 4 --step-costs 0.05 0 -- \\
         --model.init_args.relation_head kinship_word
 """

@@ -60,6 +60,7 @@ from laart_lab.data.clutrr_text import (
     tokenize,
 )
 from laart_lab.data.relation_swap import RelationSwap
+from laart_lab.data.story_chains import chained_stories
 from laart_lab.data.wording_split import EdgeWording, edge_wording, held_out_wording_split, sentence_templates
 from laart_lab.paths import data_path
 
@@ -421,6 +422,9 @@ class ClutrrDataModule(SplitDataModule):
         relation_swap: text view, training only: share of stories whose one stated relation word is swapped
             for another (labels composed again), so the words around it stop predicting the relation
             (:mod:`laart_lab.data.relation_swap`). 0: off.
+        val_chained: add this many long stories to validation, each two or three validation stories joined
+            at their query people (:mod:`laart_lab.data.story_chains`, k = 4..9), so that model selection
+            and diagnostics see long chains as the test does, from the training file only. 0: off.
         augment_generated: add this many generated kinship stories (:mod:`laart_lab.data.kinship`, of
             the ``generated_train_ks`` lengths, their own paraphrases) to the training split; validation
             and test stay the release's own.
@@ -448,6 +452,7 @@ class ClutrrDataModule(SplitDataModule):
         length_pool: int = 0,
         relation_swap: float = 0.0,
         augment_generated: int = 0,
+        val_chained: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
         if view not in ("graph", "text"):
@@ -469,6 +474,9 @@ class ClutrrDataModule(SplitDataModule):
         if augment_generated < 0:
             raise ValueError(f"augment_generated counts generated training stories (>= 0); got {augment_generated}")
         self.augment_generated = augment_generated
+        if val_chained < 0:
+            raise ValueError(f"val_chained counts long validation stories (0: off); got {val_chained}")
+        self.val_chained = val_chained
         self._tokenizer: WordTokenizer | None = None
         self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None
         self._edge_index: tuple[dict[str, list[tuple[int, int, str]]], dict[str, list[EdgeWording]]] | None = None
@@ -549,10 +557,15 @@ class ClutrrDataModule(SplitDataModule):
                 random.Random(self.seed).shuffle(order)
                 n_val = max(1, round(len(train) * self.val_fraction))
                 kept, held = sorted(order[n_val:]), sorted(order[:n_val])
-            self._split_sets = (
-                [train[i] for i in kept] + self._generated_augmentation(),
-                [train[i] for i in held],
-            )
+            validation = [train[i] for i in held]
+            if self.val_chained:
+                validation += chained_stories(
+                    validation,
+                    self.val_chained,
+                    self.seed,
+                    max_entities=self.max_entities if self.view == "text" else None,
+                )
+            self._split_sets = ([train[i] for i in kept] + self._generated_augmentation(), validation)
         return self._split_sets
 
     def _generated_augmentation(self) -> list[ClutrrExample]:

@@ -35,6 +35,7 @@ replacement was right), ``check_threshold``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -60,12 +61,13 @@ from laart_lab.models.charlm import DEFAULT_ATTENTION
 from laart_lab.models.kinship_word_head import KinshipLexicon
 from laart_lab.models.lr_schedule import LrSchedule, check_schedule, fit_timer, time_progress, warmup_cosine
 from laart_lab.models.story_reader import GenderEvidence, ReaderOutput, StoryReader
-from laart_lab.reasoning.read_paths import best_paths
+from laart_lab.reasoning.read_paths import best_paths, k_best_paths
 from laart_lab.registry import component_factory, make_specs_plain
 
 #: settings that change how the reader's weights are read, and their value in checkpoints from before each existed
-READING_SETTINGS: dict[str, Any] = {"gender_evidence": "pooled", "relation_head": "pair"}
+READING_SETTINGS: dict[str, Any] = {"gender_evidence": "pooled", "relation_head": "pair", "chain_search": "related"}
 RelationHead = Literal["pair", "kinship_word"]
+ChainSearch = Literal["related", "stated"]
 EDGE_COUNTS = ("edge_total", "edge_right", "edge_found", "edge_strict", "edge_unseen_total", "edge_unseen_right")
 DEFAULT_CHECK_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
@@ -100,6 +102,13 @@ class LaartModel(LightningModule):
             so a time-budgeted recipe finishes its decay on a slow machine too.
         pair_weight, gender_weight, fast_weight, gold_path_weight, read_path_weight: loss weights.
         max_path_steps, step_cost: the read chain search (:func:`best_paths`).
+        chains, chain_temperature: at evaluation and prediction, the slow system composes the ``chains``
+            cheapest read chains (:func:`k_best_paths`) and weighs their answers by ``softmax(-cost /
+            chain_temperature)``; 1: the best chain alone. Training composes the best chain.
+        chain_search: what a step of the read chain costs: ``"related"``, ``-log P(x and y are related)`` (what
+            checkpoints before it was an option were trained with), or ``"stated"``, ``-log P(the story states
+            x-y)`` from the reader's stated head, trained on the gold chain's facts, so the chain walks the
+            stated facts rather than shortcuts through pairs the story only implies (:class:`StoryReader`).
         check_grid: thresholds the check chooses from on validation.
         gender_factorised: read each relation as a gender-free kind times the gender of its second
             person (:class:`StoryReader` ``relation_factors``); None: whenever every relation name is a
@@ -144,6 +153,9 @@ class LaartModel(LightningModule):
         gender_factorised: bool | None = None,
         gender_evidence: GenderEvidence = "pooled",
         relation_head: RelationHead = "pair",
+        chain_search: ChainSearch = "related",
+        chains: int = 1,
+        chain_temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if relation_names is not None:
@@ -180,6 +192,14 @@ class LaartModel(LightningModule):
                     "relations (every relation a gendered kinship term, gender_factorised not False)"
                 )
             lexicon = KinshipLexicon.build(self.vocabulary, relation_kinds(self.relation_names))
+        if chain_search not in get_args(ChainSearch):
+            raise ValueError(f"chain_search must be one of {get_args(ChainSearch)}, got {chain_search!r}")
+        self.chain_search = chain_search
+        if chains < 1 or chain_temperature <= 0:
+            raise ValueError(
+                f"chains counts read chains (>= 1) and chain_temperature must be > 0; got {chains}, {chain_temperature}"
+            )
+        self.chains, self.chain_temperature = chains, chain_temperature
         attention_factory = component_factory(attention or DEFAULT_ATTENTION, "attention")
         self.reader = StoryReader(
             len(self.vocabulary),
@@ -196,6 +216,7 @@ class LaartModel(LightningModule):
             inverse_kinds=inverse_kinds(self.relation_names) if factors is not None else None,
             gender_evidence=gender_evidence,
             kinship_lexicon=lexicon,
+            stated_head=chain_search == "stated",
         )
         self.reasoner: Reasoner = component_factory(reasoner, "reasoner")(num_relations)
         check_schedule(lr_schedule, "LaartModel")
@@ -209,6 +230,7 @@ class LaartModel(LightningModule):
             "read_path": read_path_weight,
             "route": pair_weight,
             "pair_free": pair_weight,
+            "stated": pair_weight,
         }
         self.max_path_steps, self.step_cost = max_path_steps, step_cost
         self.check_grid = sorted(check_grid if check_grid is not None else DEFAULT_CHECK_GRID)
@@ -221,15 +243,58 @@ class LaartModel(LightningModule):
     # ---- the two systems -------------------------------------------------------------------------
     def forward(self, batch: LaartBatch) -> LaartOutput:
         reader = self.reader(batch.story, self.word_dropout)
-        probs = reader.pair_logits.float().softmax(-1)
-        related = 1.0 - probs[..., -1]
+        if reader.stated_logits is not None:  # chain_search "stated"
+            related = reader.stated_logits.sigmoid()
+        else:
+            related = 1.0 - reader.pair_logits.float().softmax(-1)[..., -1]
+        fast_pred = reader.fast_logits.argmax(-1)
+        if self.chains > 1 and not self.training:
+            return self._several_chains(batch, reader, related, fast_pred)
         paths = best_paths(related, batch.story.entity_mask, batch.story.query, self.max_path_steps, self.step_cost)
         read_batch = self._read_batch(reader, paths, batch.target)
         slow = self.reasoner(read_batch)
-        fast_pred = reader.fast_logits.argmax(-1)
         slow_pred = slow.logits.argmax(-1)
         consistency = self.reasoner.consistency(slow, fast_pred).detach()
         return LaartOutput(reader, paths, read_batch, slow, fast_pred, slow_pred, consistency)
+
+    def _several_chains(
+        self, batch: LaartBatch, reader: ReaderOutput, related: Tensor, fast_pred: Tensor
+    ) -> LaartOutput:
+        """Evaluation with ``chains`` > 1: the reasoner composes each of the cheapest chains; the slow answer is
+        the chains' answer distributions weighted by ``softmax(-cost / chain_temperature)`` over a story's chains,
+        and the check's consistency is weighted the same way. ``paths`` and ``read_batch`` are the best chain's."""
+        ranked = k_best_paths(
+            related, batch.story.entity_mask, batch.story.query, self.chains, self.max_path_steps, self.step_cost
+        )
+        story_of = torch.tensor([i for i, chains in enumerate(ranked) for _ in chains], device=fast_pred.device)
+        costs = torch.tensor([cost for chains in ranked for _, cost in chains], device=fast_pred.device)
+        flat = [chain for chains in ranked for chain, _ in chains]
+        expanded = ReaderOutput(
+            pair_logits=reader.pair_logits[story_of],
+            gender_logits=reader.gender_logits[story_of],
+            fast_logits=reader.fast_logits[story_of],
+        )
+        slow = self.reasoner(self._read_batch(expanded, flat, None))
+        # weights: a softmax of -cost / temperature within each story's chains
+        scores = -costs / self.chain_temperature
+        top = torch.full((len(ranked),), -math.inf, device=scores.device).scatter_reduce(0, story_of, scores, "amax")
+        weight = (scores - top[story_of]).exp()
+        weight = weight / torch.zeros(len(ranked), device=weight.device).index_add(0, story_of, weight)[story_of]
+        answers = torch.zeros(len(ranked), self.num_relations, device=weight.device)
+        answers = answers.index_add(0, story_of, weight.unsqueeze(-1) * slow.logits.float().softmax(-1))
+        support = self.reasoner.consistency(slow, fast_pred[story_of]).detach().float()
+        consistency = torch.zeros(len(ranked), device=weight.device).index_add(0, story_of, weight * support)
+        best = [chains[0][0] for chains in ranked]
+        combined = ReasonerOutput(logits=answers.clamp_min(1e-12).log())
+        return LaartOutput(
+            reader,
+            best,
+            self._read_batch(reader, best, batch.target),
+            combined,
+            fast_pred,
+            answers.argmax(-1),
+            consistency,
+        )
 
     def _read_batch(self, reader: ReaderOutput, paths: list[list[int]], target: Tensor | None) -> ReasoningBatch:
         """The read chains as a :class:`ReasoningBatch`: argmax ids, distributions, a path graph, genders."""
@@ -275,6 +340,8 @@ class LaartModel(LightningModule):
         if r.route_logits is not None and r.sayable_kinds is not None:  # the kinship-word head
             route = self.route_targets(r.sayable_kinds, sup.pair_labels, sup.pair_stated)
             losses["route"] = _labelled_cross_entropy(r.route_logits, route)
+        if r.stated_logits is not None:
+            losses["stated"] = _stated_loss(r.stated_logits, sup.pair_labels, sup.pair_stated)
         if r.free_pair_logits is not None:  # the free head reads every pair on its own as well
             losses["pair_free"] = _labelled_cross_entropy(r.free_pair_logits, sup.pair_labels)
         loss = torch.stack([self.weights[name] * value for name, value in losses.items()]).sum()
@@ -440,6 +507,11 @@ class LaartModel(LightningModule):
         threshold = float(self.check_threshold)
         probs = out.reader.pair_logits.float().softmax(-1).cpu()
         read_from = self._read_from(batch, out.reader)
+        stated = None if out.reader.stated_logits is None else out.reader.stated_logits.sigmoid().cpu()
+
+        def stated_at(i: int, x: int, y: int) -> dict[str, float]:  # chain_search "stated": what the chain walks
+            return {} if stated is None else {"stated": round(float(stated[i, x, y]), 4)}
+
         rows = []
         for i in range(batch.batch_size):
             entities = batch.meta["entity_names"][i]
@@ -455,12 +527,18 @@ class LaartModel(LightningModule):
                                 "relation": names[int(rel)],
                                 "tail": entities[y],
                                 "confidence": round(float(conf), 4),
+                                **stated_at(i, x, y),
                                 **read_from(i, x, y),
                             }
                         )
             path = out.paths[i]
             chain = [
-                {"head": entities[a], "relation": names[int(out.read_batch.path[i, s])], "tail": entities[c]}
+                {
+                    "head": entities[a],
+                    "relation": names[int(out.read_batch.path[i, s])],
+                    "tail": entities[c],
+                    **stated_at(i, a, c),
+                }
                 for s, (a, c) in enumerate(zip(path[:-1], path[1:]))
             ]
             fast, slow = int(out.fast_pred[i]), int(out.slow_pred[i])
@@ -565,6 +643,15 @@ def _labelled_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     if not bool((labels != IGNORE).any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits.flatten(0, -2).float(), labels.flatten(), ignore_index=IGNORE)
+
+
+def _stated_loss(stated_logits: Tensor, pair_labels: Tensor, pair_stated: Tensor | None) -> Tensor:
+    """Binary cross-entropy of the stated head over the labelled pairs (a relation or "none"): 1 where the
+    gold graph states the pair, 0 where it only implies it or the pair is unrelated."""
+    labelled = pair_labels != IGNORE
+    if pair_stated is None or not bool(labelled.any()):
+        return stated_logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(stated_logits[labelled], pair_stated[labelled].float())
 
 
 def relation_kinds(relation_names: list[str]) -> list[str]:

@@ -17,7 +17,11 @@ entity mention carrying its entity slot's embedding. Three heads read the result
   (``gender_evidence="pooled"``), or each mention read on its own and the log-odds summed
   (``"mentions"``: every mention is a separate piece of evidence, so one clear "his sister [Y]" is not
   averaged away by mentions that say nothing about y);
-* **answer head** (the fast answer): the query's two entities and the pooled story, over the vocabulary.
+* **answer head** (the fast answer): the query's two entities and the pooled story, over the vocabulary;
+* **stated head** (optional, ``stated_head``), over every pair: does the story *state* this pair's relation
+  (a fact of its chain), rather than only imply it ("[A]'s brother [B] and son [C]" states A-B and A-C and
+  implies B-C) or not relate the two at all; read from both directions at once. LAART's chain search can
+  walk stated facts, the steps the reasoner was trained to compose, instead of shortcuts through implied pairs.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class ReaderOutput:
     free_pair_logits: Tensor | None = None  #: [B, E, E, R + 1] the free pair head alone
     sayable_kinds: Tensor | None = None  #: bool [B, E, E, kinds] what the words near each pair can say
     evidence_token: Tensor | None = None  #: long [B, E, E] position of the kinship word a pair is read from, -1: none
+    stated_logits: Tensor | None = None  #: [B, E, E] the stated head only: log-odds that the story states the pair
 
 
 class StoryReader(nn.Module):
@@ -73,6 +78,7 @@ class StoryReader(nn.Module):
         kinship_lexicon: with ``relation_factors`` and ``inverse_kinds``: the relation head must take a
             pair's kind from a kinship word near its mentions
             (:class:`~laart_lab.models.kinship_word_head.KinshipWordHead`); None: the free pair head alone.
+        stated_head: also read whether the story states each pair (module docstring).
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class StoryReader(nn.Module):
         inverse_kinds: list[int] | None = None,
         gender_evidence: GenderEvidence = "pooled",
         kinship_lexicon: KinshipLexicon | None = None,
+        stated_head: bool = False,
     ) -> None:
         super().__init__()
         if gender_evidence not in ("pooled", "mentions"):
@@ -130,8 +137,10 @@ class StoryReader(nn.Module):
         self.same_sentence = nn.Embedding(2, d_model)
         hidden = 2 * d_model
         routes = 0 if kinship_lexicon is None else 2  # the kinship-word head's route: stated by a word, or implied
+        self.stated_head = stated_head
+        extra = routes + int(stated_head)  # the pair head's last outputs: routes, then stated
         self.pair_head = nn.Sequential(
-            nn.Linear(5 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, pair_classes + routes)
+            nn.Linear(5 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, pair_classes + extra)
         )
         self.gender_head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 2))
         self.fast_head = nn.Sequential(
@@ -169,7 +178,10 @@ class StoryReader(nn.Module):
             gender_logits = self.gender_head(pooled)
         pos_x, pos_y = self._closest_mentions(story, pooled.shape[1])
         pair_logits = self.pair_head(self._pair_features(story, h, pooled, pos_x, pos_y))
-        route_logits = free_pair_logits = sayable = evidence = None
+        route_logits = free_pair_logits = sayable = evidence = stated_logits = None
+        if self.stated_head:  # one fact, said from either side: both directions' log-odds together
+            stated_logits = (pair_logits[..., -1] + pair_logits[..., -1].transpose(1, 2)).float() / 2
+            pair_logits = pair_logits[..., :-1]
         if self.kinship_word_head is not None:
             pair_logits, route_logits = pair_logits[..., :-2], pair_logits[..., -2:]
             # the free head also reads every pair on its own (its own loss): a pair routed to it is read well
@@ -191,6 +203,7 @@ class StoryReader(nn.Module):
             free_pair_logits=free_pair_logits,
             sayable_kinds=sayable,
             evidence_token=evidence,
+            stated_logits=stated_logits,
         )
 
     def _factorised(self, kind_logits: Tensor, gender_logits: Tensor) -> Tensor:

@@ -6,6 +6,9 @@ read facts: the shortest path in the graph of entities whose edge ``x -> y`` cos
 ``-log P(x and y are related) + step_cost`` (Dijkstra; at most ``max_steps`` steps; ``step_cost``
 prefers fewer compositions among equally confident chains). A story whose query entities are not
 connected by any read fact gets the direct pair, so the reasoner still answers.
+
+:func:`k_best_paths` gives the ``k`` cheapest loopless chains (Yen's algorithm) with their costs, so that a
+slow system can weigh several readings of a long story instead of trusting one chain.
 """
 
 from __future__ import annotations
@@ -36,6 +39,58 @@ def best_paths(
         head, tail = int(query[b, 0]), int(query[b, 1])
         paths.append(_dijkstra(cost[b, :n, :n].tolist(), head, tail, max_steps))
     return paths
+
+
+def k_best_paths(
+    related: Tensor, entity_mask: Tensor, query: Tensor, k: int, max_steps: int = 16, step_cost: float = 0.05
+) -> list[list[tuple[list[int], float]]]:
+    """Per story, up to ``k`` loopless chains ``[head, ..., tail]`` with their costs, cheapest first (the first is
+    :func:`best_paths`'s). Arguments as :func:`best_paths`; a story with fewer chains gets fewer."""
+    if k < 1:
+        raise ValueError(f"k counts chains (>= 1); got {k}")
+    cost = (-torch.log(related.detach().float().clamp(1e-6, 1.0)) + step_cost).cpu()
+    mask = entity_mask.cpu()
+    out = []
+    for b in range(cost.shape[0]):
+        n = int(mask[b].sum())
+        grid = cost[b, :n, :n].tolist()
+        chains = _yen(grid, int(query[b, 0]), int(query[b, 1]), k, max_steps)
+        out.append([(chain, _chain_cost(grid, chain)) for chain in chains])
+    return out
+
+
+def _chain_cost(cost: list[list[float]], chain: list[int]) -> float:
+    return sum(cost[a][c] for a, c in zip(chain[:-1], chain[1:]))
+
+
+def _yen(cost: list[list[float]], head: int, tail: int, k: int, max_steps: int) -> list[list[int]]:
+    """Yen's k shortest loopless paths over :func:`_dijkstra`: each next chain leaves a found one at some node
+    (the spur), with that chain's next step and the earlier nodes taken out of the graph."""
+    found = [_dijkstra(cost, head, tail, max_steps)]
+    candidates: list[tuple[float, list[int]]] = []
+    seen = {tuple(found[0])}
+    while len(found) < k:
+        last = found[-1]
+        for i in range(len(last) - 1):
+            root = last[: i + 1]
+            pruned = [row[:] for row in cost]
+            for chain in found:
+                if chain[: i + 1] == root and len(chain) > i + 1:
+                    pruned[chain[i]][chain[i + 1]] = math.inf
+            for node in root[:-1]:  # loopless: the root's earlier nodes are out
+                for other in range(len(pruned)):
+                    pruned[node][other] = pruned[other][node] = math.inf
+            spur = _dijkstra(pruned, root[-1], tail, max_steps - i)
+            if spur[-1] != tail or math.isinf(_chain_cost(pruned, spur)):  # no way on from this spur
+                continue
+            chain = root[:-1] + spur
+            if tuple(chain) not in seen:
+                seen.add(tuple(chain))
+                heapq.heappush(candidates, (_chain_cost(cost, chain), chain))
+        if not candidates:
+            break
+        found.append(heapq.heappop(candidates)[1])
+    return found
 
 
 def _dijkstra(cost: list[list[float]], head: int, tail: int, max_steps: int) -> list[int]:
