@@ -266,8 +266,12 @@ class LaartModel(LightningModule):
         ranked = k_best_paths(
             related, batch.story.entity_mask, batch.story.query, self.chains, self.max_path_steps, self.step_cost
         )
-        story_of = torch.tensor([i for i, chains in enumerate(ranked) for _ in chains], device=fast_pred.device)
-        costs = torch.tensor([cost for chains in ranked for _, cost in chains], device=fast_pred.device)
+        device = fast_pred.device
+        story_of = torch.tensor([i for i, chains in enumerate(ranked) for _ in chains], device=device)
+        rank_of = torch.tensor([r for chains in ranked for r in range(len(chains))], device=device)
+        costs = torch.full((len(ranked), self.chains), math.inf, device=device)  # a story with fewer chains: inf
+        costs[story_of, rank_of] = torch.tensor([cost for chains in ranked for _, cost in chains], device=device)
+        weight = torch.softmax(-costs / self.chain_temperature, dim=1)[story_of, rank_of]  # per chain
         flat = [chain for chains in ranked for chain, _ in chains]
         expanded = ReaderOutput(
             pair_logits=reader.pair_logits[story_of],
@@ -275,15 +279,10 @@ class LaartModel(LightningModule):
             fast_logits=reader.fast_logits[story_of],
         )
         slow = self.reasoner(self._read_batch(expanded, flat, None))
-        # weights: a softmax of -cost / temperature within each story's chains
-        scores = -costs / self.chain_temperature
-        top = torch.full((len(ranked),), -math.inf, device=scores.device).scatter_reduce(0, story_of, scores, "amax")
-        weight = (scores - top[story_of]).exp()
-        weight = weight / torch.zeros(len(ranked), device=weight.device).index_add(0, story_of, weight)[story_of]
-        answers = torch.zeros(len(ranked), self.num_relations, device=weight.device)
+        answers = torch.zeros(len(ranked), self.num_relations, device=device)
         answers = answers.index_add(0, story_of, weight.unsqueeze(-1) * slow.logits.float().softmax(-1))
         support = self.reasoner.consistency(slow, fast_pred[story_of]).detach().float()
-        consistency = torch.zeros(len(ranked), device=weight.device).index_add(0, story_of, weight * support)
+        consistency = torch.zeros(len(ranked), device=device).index_add(0, story_of, weight * support)
         best = [chains[0][0] for chains in ranked]
         combined = ReasonerOutput(logits=answers.clamp_min(1e-12).log())
         return LaartOutput(

@@ -31,8 +31,7 @@ def best_paths(
         max_steps: the longest path returned (longer chains are cut at the direct pair).
         step_cost: added to every step's cost.
     """
-    cost = (-torch.log(related.detach().float().clamp(1e-6, 1.0)) + step_cost).cpu()
-    mask = entity_mask.cpu()
+    cost, mask = _step_costs(related, step_cost), entity_mask.cpu()
     paths = []
     for b in range(cost.shape[0]):
         n = int(mask[b].sum())
@@ -48,8 +47,7 @@ def k_best_paths(
     :func:`best_paths`'s). Arguments as :func:`best_paths`; a story with fewer chains gets fewer."""
     if k < 1:
         raise ValueError(f"k counts chains (>= 1); got {k}")
-    cost = (-torch.log(related.detach().float().clamp(1e-6, 1.0)) + step_cost).cpu()
-    mask = entity_mask.cpu()
+    cost, mask = _step_costs(related, step_cost), entity_mask.cpu()
     out = []
     for b in range(cost.shape[0]):
         n = int(mask[b].sum())
@@ -57,6 +55,11 @@ def k_best_paths(
         chains = _yen(grid, int(query[b, 0]), int(query[b, 1]), k, max_steps)
         out.append([(chain, _chain_cost(grid, chain)) for chain in chains])
     return out
+
+
+def _step_costs(related: Tensor, step_cost: float) -> Tensor:
+    """``-log P(related) + step_cost`` per ordered pair, on the CPU (the searches run in Python)."""
+    return (-torch.log(related.detach().float().clamp(1e-6, 1.0)) + step_cost).cpu()
 
 
 def _chain_cost(cost: list[list[float]], chain: list[int]) -> float:
