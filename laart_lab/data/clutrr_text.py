@@ -45,6 +45,7 @@ PAD_ID, UNK_ID, ENTITY_ID = 0, 1, 2
 IGNORE = -100  #: label of a pair (or a gender) that carries no supervision
 _TOKEN = re.compile(r"\[[^\]]+\]|'s\b|[a-z]+|\d+|[^\sa-z\d]")
 _SENTENCE_END = {".", "!", "?"}
+_MENTION = re.compile(r"\[([^\]]+)\]")
 _QUERY_NAME = re.compile(r"['\"]([^'\"]+)['\"]")
 GENDER_NAMES = {1: "female", 2: "male"}  #: gender id (as ClutrrExample.genders) -> name
 
@@ -231,19 +232,30 @@ def sentence_spans(story: str) -> list[tuple[int, str]]:
     return spans
 
 
+def ended_sentences(story: str) -> list[str]:
+    """:func:`story_sentences`, each ending in ``.``, ``!`` or ``?`` (a CLUTRR sentence may lack its full stop:
+    it gets " ."), so that sentences of several stories can be joined without running into each other."""
+    return [sentence if sentence[-1] in ".!?" else sentence + " ." for sentence in story_sentences(story)]
+
+
+def renamed_mentions(story: str, new_name: Callable[[str], str]) -> str:
+    """``story`` with each bracketed name ``[n]`` written ``[new_name(n)]`` (``n`` as written, not stripped)."""
+    return _MENTION.sub(lambda m: f"[{new_name(m.group(1))}]", story)
+
+
 def mixed_story(first: Any, second: Any, seed: int) -> Any:
     """``first`` with ``second``'s sentences interleaved (each story keeps its own order), ``second``'s
     people renamed apart; gold facts of both, query and answer of ``first`` (training augmentation)."""
     import random
 
     rename = {name: f"{name} {seed % 997}x{j}" for j, name in enumerate(second.names)}
-    story2 = re.sub(r"\[([^\]]+)\]", lambda m: f"[{rename.get(m.group(1).strip(), m.group(1) + ' x')}]", second.story)
-    parts1, parts2 = story_sentences(first.story), story_sentences(story2)
+    story2 = renamed_mentions(second.story, lambda name: rename.get(name.strip(), name + " x"))
+    # ended sentences, so that no sentence spans both stories
+    parts1, parts2 = ended_sentences(first.story), ended_sentences(story2)
     order = [0] * len(parts1) + [1] * len(parts2)
     random.Random(seed).shuffle(order)
     sources = (iter(parts1), iter(parts2))
-    # a CLUTRR sentence may lack its full stop: end each one, so no sentence spans both stories
-    merged = [part if part[-1] in ".!?" else part + " ." for part in (next(sources[o]) for o in order)]
+    merged = [next(sources[o]) for o in order]
     shift = len(first.names)
     return replace(
         first,

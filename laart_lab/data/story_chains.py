@@ -17,15 +17,12 @@ texts of short sub-chains; :func:`chained_stories` does the same with stories a 
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from laart_lab.data.clutrr_text import story_sentences
+from laart_lab.data.clutrr_text import ended_sentences, renamed_mentions
 from laart_lab.data.kinship_algebra import compose
-
-_BRACKETED = re.compile(r"\[([^\]]+)\]")
 
 
 def joined_story(parts: Sequence[Any], order_seed: int) -> Any | None:
@@ -62,8 +59,7 @@ def joined_story(parts: Sequence[Any], order_seed: int) -> Any | None:
                 genders.append(part.genders[node])
         edges += [(node_of[a], node_of[b], relation) for a, b, relation in part.edges]
         untyped += [(node_of[a], node_of[b]) for a, b in part.untyped_edges]
-        sentences = story_sentences(_renamed(part.story, rename))
-        texts.append(" ".join(s if s[-1] in ".!?" else s + " ." for s in sentences))
+        texts.append(" ".join(ended_sentences(_renamed(part.story, rename))))
         joint = node_of[part.query[1]]
     random.Random(order_seed).shuffle(texts)
     assert joint is not None
@@ -86,7 +82,7 @@ def joined_story(parts: Sequence[Any], order_seed: int) -> Any | None:
 
 def _renamed(story: str, rename: dict[str, str]) -> str:
     """``story`` with each bracketed name (lower-cased) replaced by ``rename``'s."""
-    return _BRACKETED.sub(lambda m: f"[{rename.get(m.group(1).strip().lower(), m.group(1))}]", story)
+    return renamed_mentions(story, lambda name: rename.get(name.strip().lower(), name))
 
 
 def chained_stories(
