@@ -33,7 +33,7 @@ from laart_lab.recipes import recipe_path  # noqa: E402
 from laart_lab.training_cli import LaartCLI  # noqa: E402
 
 #: per-story flags, then the rates reported (a rate "x | y" is the share of x among the stories with y)
-FLAGS = ("edges_all_right", "chain_on_gold", "slow_right")
+FLAGS = ("edges_all_right", "chain_on_gold", "gold_chain_read_right", "slow_right")
 RATES = (
     ("edges_all_right", None),
     ("chain_on_gold", None),
@@ -41,6 +41,7 @@ RATES = (
     ("chain_on_gold", "edges_all_right"),
     ("slow_right", "edges_all_right"),
     ("slow_right", "chain_on_gold"),
+    ("slow_right", "gold_chain_read_right"),  # what is left once reading and the search are right: composing
 )
 
 
@@ -49,11 +50,15 @@ def audit_story(
 ) -> dict[str, bool]:
     """One story's flags: every gold edge ``(a, c, relation)`` read as ``relation`` (``read``: entity pair ->
     the relation read for it), every step of the entity ``chain`` a gold edge's pair in either direction, and
-    whether the slow answer is right."""
+    whether the slow answer is right; ``gold_chain_read_right``: both of the first two, so the slow system
+    composed the gold chain, every step read right."""
     pairs = {frozenset((a, c)) for a, c, _ in gold_edges}
+    edges_all_right = all(read.get((a, c)) == relation for a, c, relation in gold_edges)
+    chain_on_gold = all(frozenset(step) in pairs for step in zip(chain[:-1], chain[1:]))
     return {
-        "edges_all_right": all(read.get((a, c)) == relation for a, c, relation in gold_edges),
-        "chain_on_gold": all(frozenset(step) in pairs for step in zip(chain[:-1], chain[1:])),
+        "edges_all_right": edges_all_right,
+        "chain_on_gold": chain_on_gold,
+        "gold_chain_read_right": edges_all_right and chain_on_gold,
         "slow_right": slow_right,
     }
 

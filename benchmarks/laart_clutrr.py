@@ -7,10 +7,13 @@ mean ± std table (fast / slow / laart / edges per k) and the reference figures 
 Faithful chain-of-thought, writes every seed's figures to ``--json`` and a plot to ``--plot``.
 Before the test, the chosen checkpoint is validated again (``val_best``: the figures a choice between
 settings is made on). ``--validation-only`` stops there: no test is run, so a candidate setting can be
-judged on validation without its test figures being seen first.
+judged on validation without its test figures being seen first. Once the decision is made,
+``--test-validated`` tests the checkpoints those runs chose (validating each again first, which also
+re-chooses the check threshold, and refusing one whose validation figures changed).
 
     flock /tmp/laart_cpu.lock python benchmarks/laart_clutrr.py --recipe laart_clutrr --seeds 0 1 2
-    python benchmarks/laart_clutrr.py --seeds 0 --validation-only -- --data.init_args.relation_swap 0.5
+    python benchmarks/laart_clutrr.py --seeds 0 --validation-only --out-dir v -- --data.init_args.relation_swap 0.5
+    python benchmarks/laart_clutrr.py --test-validated v/laart_clutrr.json --out-dir v
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ if __package__ in (None, ""):  # run as a script from a source checkout: make la
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
-from recipe_runs import fit_then_test  # noqa: E402
+from recipe_runs import fit_then_test, recipe_cli  # noqa: E402
 
 from laart_lab.training_cli import LaartCLI  # noqa: E402
 
@@ -68,6 +71,54 @@ def run(recipe: str, seed: int, out_dir: str, extra: list[str], test: bool = Tru
     if test:
         result["test"] = _copy(cli.model.last_test_table)
     return result
+
+
+def tested_after_validation(record: dict, out_dir: str) -> dict:
+    """Test the checkpoint a ``--validation-only`` run chose, as ``run`` would have tested it.
+
+    The recipe, seed and overrides come from the run's record. The checkpoint is validated again first:
+    that sets the check threshold as the fit's final validation did, and its figures must equal the
+    record's ``val_best``, so what is tested is what was judged (same data, same code).
+    """
+    checkpoint = record.get("best_checkpoint")
+    if not checkpoint or not Path(checkpoint).is_file() or "val_best" not in record:
+        raise SystemExit(
+            f"seed {record['seed']}: the record names no checkpoint that exists ({checkpoint!r}) or has no val_best; "
+            "--test-validated needs the results file of a --validation-only run whose checkpoints are still on disk"
+        )
+    cli = recipe_cli(record["recipe"], record["seed"], out_dir, record["overrides"], seed_data=False)
+    cli.trainer.validate(cli.model, cli.datamodule, ckpt_path=checkpoint, verbose=False)
+    again = _copy(cli.model.last_val_table)
+    changed = {
+        key: (record["val_best"][key], again.get(key))
+        for key in record["val_best"]
+        if again.get(key) is None or any(abs(again[key][k] - v) > 1e-6 for k, v in record["val_best"][key].items())
+    }
+    if changed:
+        raise SystemExit(
+            f"seed {record['seed']}: validating {checkpoint} again gives other figures than its run recorded "
+            f"({', '.join(changed)}): the data, recipe or code changed since; fit it again instead"
+        )
+    cli.trainer.test(cli.model, cli.datamodule, ckpt_path=checkpoint, verbose=False)
+    return {**record, "check_threshold": float(cli.model.check_threshold), "test": _copy(cli.model.last_test_table)}
+
+
+def load_results(paths: list[str]) -> list[dict]:
+    """Results files written by this script, one list of records, sorted by seed (k keys back to int)."""
+    results = [r for path in paths for r in json.loads(Path(path).read_text(encoding="utf-8"))]
+    for r in results:
+        for table in ("test", "val_last_epoch", "val_best"):
+            r[table] = {key: {int(k): v for k, v in values.items()} for key, values in r.get(table, {}).items()}
+    return sorted(results, key=lambda r: r["seed"])
+
+
+def write_and_summarise(results: list[dict], out: Path, recipe: str) -> None:
+    """Write ``<recipe>.json`` under ``out``, print the summary, and plot when every record has a test."""
+    with open(out / f"{recipe}.json", "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    print(summarise(results))
+    if all("test" in r for r in results):
+        plot(results, str(out / f"{recipe}.png"))
 
 
 def summarise_validation(results: list[dict]) -> str:
@@ -168,22 +219,22 @@ def main() -> None:
         action="store_true",
         help="fit and validate the chosen checkpoint, run no test (judge a candidate before seeing its test)",
     )
+    parser.add_argument(
+        "--test-validated",
+        nargs="+",
+        help="test the checkpoints chosen by earlier --validation-only runs (their results files)",
+    )
     parser.add_argument("extra", nargs="*", help="extra CLI overrides after --, e.g. --trainer.max_epochs 3")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.test_validated:
+        results = [tested_after_validation(r, str(out / "laart_runs")) for r in load_results(args.test_validated)]
+        write_and_summarise(results, out, results[0]["recipe"])
+        return
     if args.from_json:
-        results = [r for path in args.from_json for r in json.loads(Path(path).read_text(encoding="utf-8"))]
-        for r in results:  # JSON keys are strings: k back to int
-            for table in ("test", "val_last_epoch", "val_best"):
-                r[table] = {key: {int(k): v for k, v in values.items()} for key, values in r.get(table, {}).items()}
-        results.sort(key=lambda r: r["seed"])
-        with open(out / f"{args.recipe}.json", "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=1)
-        print(summarise(results))
-        if all("test" in r for r in results):
-            plot(results, str(out / f"{args.recipe}.png"))
+        write_and_summarise(load_results(args.from_json), out, args.recipe)
         return
     results = []
     for seed in args.seeds:

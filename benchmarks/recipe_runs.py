@@ -1,5 +1,8 @@
 """One recipe run for the CLUTRR benchmarks: fit a shipped recipe with a seed, then test its best checkpoint.
 
+The run's facts name the checkpoint chosen on validation, so it can be tested later by another process
+(``laart_clutrr.py --test-validated``) after a decision made on validation alone.
+
 Shared by ``clutrr_per_k.py`` and ``laart_clutrr.py`` (imported as a sibling module: the scripts run
 from this folder). The run goes through ``LaartCLI`` exactly as ``laart-lab fit`` would.
 """
@@ -14,6 +17,25 @@ from laart_lab.recipes import recipe_path
 from laart_lab.training_cli import LaartCLI
 
 
+def recipe_cli(recipe: str, seed: int, out_dir: str, extra: list[str], seed_data: bool = True) -> LaartCLI:
+    """``LaartCLI`` built from ``recipe`` with a seed, logs under ``out_dir/<recipe name>/seed<seed>``, not run.
+
+    ``extra``: command-line overrides; ``seed_data`` also passes the seed to the data module (its train/val
+    split). Building it again with the same arguments gives the same data and model, so a run's checkpoint can
+    be evaluated later by a second process.
+    """
+    args = [
+        "--config", recipe_path(recipe),
+        "--seed_everything", str(seed),
+        *(["--data.init_args.seed", str(seed)] if seed_data else []),
+        "--trainer.logger.init_args.save_dir", out_dir,
+        "--trainer.logger.init_args.version", f"seed{seed}",
+        "--trainer.enable_progress_bar", "false",
+        *extra,
+    ]  # fmt: skip
+    return LaartCLI(args, run=False)
+
+
 def fit_then_test(
     recipe: str,
     seed: int,
@@ -25,22 +47,13 @@ def fit_then_test(
 ) -> tuple[LaartCLI, dict[str, Any]]:
     """Fit ``recipe`` (``extra``: command-line overrides), test the checkpoint chosen on validation.
 
-    ``seed_data`` also passes the seed to the data module (its train/val split). ``before_test`` is
-    called after the fit, before any test (e.g. to validate the chosen checkpoint); ``test=False``
-    stops there, so that a candidate can be judged on validation with no test figure printed or kept.
-    Returns the CLI (its model holds the test tables) and the run's common facts: recipe, seed, fit
-    seconds, epochs, steps and the best validation score.
+    ``seed_data`` as in :func:`recipe_cli`. ``before_test`` is called after the fit, before any test (e.g. to
+    validate the chosen checkpoint); ``test=False`` stops there, so that a candidate can be judged on
+    validation with no test figure printed or kept. Returns the CLI (its model holds the test tables) and
+    the run's common facts: recipe, seed, fit seconds, epochs, steps, the best validation score and the
+    checkpoint that has it.
     """
-    args = [
-        "--config", recipe_path(recipe),
-        "--seed_everything", str(seed),
-        *(["--data.init_args.seed", str(seed)] if seed_data else []),
-        "--trainer.logger.init_args.save_dir", out_dir,
-        "--trainer.logger.init_args.version", f"seed{seed}",
-        "--trainer.enable_progress_bar", "false",
-        *extra,
-    ]  # fmt: skip
-    cli = LaartCLI(args, run=False)
+    cli = recipe_cli(recipe, seed, out_dir, extra, seed_data)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
     fit_seconds = time.perf_counter() - start
@@ -56,4 +69,5 @@ def fit_then_test(
         "epochs": cli.trainer.current_epoch,
         "steps": cli.trainer.global_step,
         "best_val_acc": float(best) if best is not None else None,
+        "best_checkpoint": cli.trainer.checkpoint_callback.best_model_path,
     }

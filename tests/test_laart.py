@@ -57,6 +57,7 @@ SMALL_GENERATED = [
     "--data.init_args.batch_size", "16",
     "--model.init_args.d_model", "32",
     "--model.init_args.n_layers", "1",
+    "--data.init_args.val_chained", "12",  # the recipe's long validation stories, fewer
 ]  # fmt: skip
 
 
@@ -464,7 +465,8 @@ def test_the_reader_takes_attention_and_memory_plugins(components: dict) -> None
     assert model.hparams[next(iter(components))]["class_path"] == name  # plain data for the checkpoint
 
 
-# benchmarks/laart_clutrr.py: the chosen checkpoint's validation figures, and a validation-only mode with no test
+# benchmarks/laart_clutrr.py: the chosen checkpoint's validation figures, a validation-only mode with no test,
+# and testing a validation-only run's checkpoint once the decision is made
 ONE_EPOCH = [*SMALL_GENERATED, "--trainer.max_epochs", "1", "--trainer.max_time", "null",
              "--model.init_args.lr_schedule", "steps"]  # fmt: skip
 
@@ -490,6 +492,20 @@ def test_validation_only_runs_no_test_and_reports_the_chosen_checkpoint(tmp_path
     text = bench.summarise([judged])
     assert "validation, the checkpoint chosen on val/acc" in text and "seed 0:" in text
     assert "GPT-4" not in text  # no test table
+
+    # the decision made, the judged checkpoint is tested by a later process, after validating it again
+    tested_later = bench.tested_after_validation(judged, str(tmp_path / "v"))
+    assert set(tested_later["test"]["acc"]) == {2, 4}
+    assert tested_later["check_threshold"] == judged["check_threshold"]  # chosen again, on the same validation
+    assert "GPT-4" in bench.summarise([tested_later])
+    tampered = {
+        **judged,
+        "val_best": {**judged["val_best"], "acc": {k: v + 0.01 for k, v in judged["val_best"]["acc"].items()}},
+    }
+    with pytest.raises(SystemExit, match="other figures than its run recorded"):
+        bench.tested_after_validation(tampered, str(tmp_path / "v"))  # not the checkpoint that was judged
+    with pytest.raises(SystemExit, match="names no checkpoint that exists"):
+        bench.tested_after_validation({**judged, "best_checkpoint": str(tmp_path / "gone.ckpt")}, str(tmp_path / "v"))
 
     tested = bench.run("laart_clutrr_generated", 0, str(tmp_path / "t"), ONE_EPOCH)
     assert set(tested["test"]["acc"]) == {2, 4} and "val_best" in tested

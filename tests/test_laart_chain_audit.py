@@ -29,16 +29,28 @@ def test_a_story_is_flagged_by_hand() -> None:
     gold = [(0, 1, "son"), (2, 1, "sister")]  # entity 0's son is 1; 2's sister is 1
     read = {(0, 1): "son", (2, 1): "sister", (0, 2): "grandson"}
     on_gold = audit.audit_story([0, 1, 2], gold, read, slow_right=True)  # 1 -> 2 walks (2, 1) backwards: on gold
-    assert on_gold == {"edges_all_right": True, "chain_on_gold": True, "slow_right": True}
+    assert on_gold == {
+        "edges_all_right": True,
+        "chain_on_gold": True,
+        "gold_chain_read_right": True,
+        "slow_right": True,
+    }
     shortcut = audit.audit_story([0, 2], gold, read, slow_right=False)
-    assert shortcut == {"edges_all_right": True, "chain_on_gold": False, "slow_right": False}
+    assert shortcut == {
+        "edges_all_right": True,
+        "chain_on_gold": False,
+        "gold_chain_read_right": False,
+        "slow_right": False,
+    }
     misread = audit.audit_story([0, 1, 2], gold, {**read, (2, 1): "brother"}, slow_right=False)
     assert misread["edges_all_right"] is False and misread["chain_on_gold"] is True
+    assert misread["gold_chain_read_right"] is False
     rates = audit.rates([on_gold, shortcut, misread])
     assert rates["edges_all_right"] == pytest.approx(2 / 3) and rates["chain_on_gold"] == pytest.approx(2 / 3)
     assert rates["chain_on_gold | edges_all_right"] == pytest.approx(1 / 2)
     assert rates["slow_right | edges_all_right"] == pytest.approx(1 / 2)
     assert rates["slow_right | chain_on_gold"] == pytest.approx(1 / 2)
+    assert rates["slow_right | gold_chain_read_right"] == pytest.approx(1.0)  # only on_gold qualifies
     assert math.isnan(audit.rates([shortcut])["slow_right | chain_on_gold"])
 
 

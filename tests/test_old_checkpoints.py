@@ -4,7 +4,9 @@ The fixtures in ``tests/fixtures/checkpoints`` were written by laart_lab at comm
 ``make_fixtures.py`` (one per model family: classifier, CharLM with softmax / linear attention, with
 concept growth and kv memory, RelationReasoning with each reasoner, LAART, the CTM plugin's ParityCTM).
 Each is validated through the same CLI path a user takes (``laart-lab validate --config <recipe>
---ckpt_path <file>``) and must reproduce the metrics recorded when it was written.
+--ckpt_path <file>``) and must reproduce the metrics recorded when it was written. Where a shipped recipe
+has since changed a setting the reader was trained with, the case's arguments pin the old value, as the
+refusal a user gets names (e.g. ``laart_slrm``: ``--model.init_args.chain_search related``).
 """
 
 from __future__ import annotations

@@ -194,6 +194,7 @@ QUICK = [
             [
                 "--data.init_args.batch_size", "16",
                 "--data.init_args.generated_train_rows", "1200",
+                "--data.init_args.val_chained", "12",
                 "--model.init_args.d_model", "32",
                 "--model.init_args.n_layers", "1",
             ],
