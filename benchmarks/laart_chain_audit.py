@@ -32,8 +32,8 @@ from laart_lab.checkpoints import read_checkpoint  # noqa: E402
 from laart_lab.recipes import recipe_path  # noqa: E402
 from laart_lab.training_cli import LaartCLI  # noqa: E402
 
-#: per-story flags, then the rates reported (a rate "x | y" is the share of x among the stories with y)
-FLAGS = ("edges_all_right", "chain_on_gold", "gold_chain_read_right", "slow_right")
+#: the rates reported over the per-story flags of :func:`audit_story` (a rate "x | y" is the share of x among
+#: the stories with y)
 RATES = (
     ("edges_all_right", None),
     ("chain_on_gold", None),

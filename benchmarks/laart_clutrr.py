@@ -89,11 +89,11 @@ def tested_after_validation(record: dict, out_dir: str) -> dict:
     cli = recipe_cli(record["recipe"], record["seed"], out_dir, record["overrides"], seed_data=False)
     cli.trainer.validate(cli.model, cli.datamodule, ckpt_path=checkpoint, verbose=False)
     again = _copy(cli.model.last_val_table)
-    changed = {
-        key: (record["val_best"][key], again.get(key))
-        for key in record["val_best"]
-        if again.get(key) is None or any(abs(again[key][k] - v) > 1e-6 for k, v in record["val_best"][key].items())
-    }
+    changed = [
+        key
+        for key, recorded in record["val_best"].items()
+        if key not in again or any(abs(again[key][k] - v) > 1e-6 for k, v in recorded.items())
+    ]
     if changed:
         raise SystemExit(
             f"seed {record['seed']}: validating {checkpoint} again gives other figures than its run recorded "

@@ -31,13 +31,7 @@ def best_paths(
         max_steps: the longest path returned (longer chains are cut at the direct pair).
         step_cost: added to every step's cost.
     """
-    cost, mask = _step_costs(related, step_cost), entity_mask.cpu()
-    paths = []
-    for b in range(cost.shape[0]):
-        n = int(mask[b].sum())
-        head, tail = int(query[b, 0]), int(query[b, 1])
-        paths.append(_dijkstra(cost[b, :n, :n].tolist(), head, tail, max_steps))
-    return paths
+    return [chains[0][0] for chains in k_best_paths(related, entity_mask, query, 1, max_steps, step_cost)]
 
 
 def k_best_paths(
