@@ -9,11 +9,14 @@ Before the test, the chosen checkpoint is validated again (``val_best``: the fig
 settings is made on). ``--validation-only`` stops there: no test is run, so a candidate setting can be
 judged on validation without its test figures being seen first. Once the decision is made,
 ``--test-validated`` tests the checkpoints those runs chose (validating each again first, which also
-re-chooses the check threshold, and refusing one whose validation figures changed).
+re-chooses the check threshold, and refusing one whose validation figures changed). After a change of
+evaluation-only settings chosen on validation (``read_temperature``, ``chains``), ``--evaluation-changed`` records
+the new validation figures instead and tests the same checkpoints, with no new fit.
 
     flock /tmp/laart_cpu.lock python benchmarks/laart_clutrr.py --recipe laart_clutrr --seeds 0 1 2
     python benchmarks/laart_clutrr.py --seeds 0 --validation-only --out-dir v -- --data.init_args.relation_swap 0.5
     python benchmarks/laart_clutrr.py --test-validated v/laart_clutrr.json --out-dir v
+    python benchmarks/laart_clutrr.py --test-validated v/laart_clutrr.json --evaluation-changed --out-dir v2
 """
 
 from __future__ import annotations
@@ -73,12 +76,15 @@ def run(recipe: str, seed: int, out_dir: str, extra: list[str], test: bool = Tru
     return result
 
 
-def tested_after_validation(record: dict, out_dir: str) -> dict:
+def tested_after_validation(record: dict, out_dir: str, evaluation_changed: bool = False) -> dict:
     """Test the checkpoint a ``--validation-only`` run chose, as ``run`` would have tested it.
 
     The recipe, seed and overrides come from the run's record. The checkpoint is validated again first:
     that sets the check threshold as the fit's final validation did, and its figures must equal the
     record's ``val_best``, so what is tested is what was judged (same data, same code).
+    ``evaluation_changed``: the recipe's evaluation-only settings were changed on purpose since the run (a
+    choice made on validation, e.g. ``read_temperature``): the new validation figures replace ``val_best``
+    (the run's own are kept as ``val_best_at_fit``) instead of having to equal them.
     """
     checkpoint = record.get("best_checkpoint")
     if not checkpoint or not Path(checkpoint).is_file() or "val_best" not in record:
@@ -94,10 +100,13 @@ def tested_after_validation(record: dict, out_dir: str) -> dict:
         for key, recorded in record["val_best"].items()
         if key not in again or any(abs(again[key][k] - v) > 1e-6 for k, v in recorded.items())
     ]
-    if changed:
+    if evaluation_changed:
+        record = {**record, "val_best_at_fit": record["val_best"], "val_best": again}
+    elif changed:
         raise SystemExit(
             f"seed {record['seed']}: validating {checkpoint} again gives other figures than its run recorded "
-            f"({', '.join(changed)}): the data, recipe or code changed since; fit it again instead"
+            f"({', '.join(changed)}): the data, recipe or code changed since; fit it again instead (or, if only "
+            "evaluation settings changed, on purpose, pass --evaluation-changed)"
         )
     cli.trainer.test(cli.model, cli.datamodule, ckpt_path=checkpoint, verbose=False)
     return {**record, "check_threshold": float(cli.model.check_threshold), "test": _copy(cli.model.last_test_table)}
@@ -107,18 +116,23 @@ def load_results(paths: list[str]) -> list[dict]:
     """Results files written by this script, one list of records, sorted by seed (k keys back to int)."""
     results = [r for path in paths for r in json.loads(Path(path).read_text(encoding="utf-8"))]
     for r in results:
-        for table in ("test", "val_last_epoch", "val_best"):
+        for table in ("test", "val_last_epoch", "val_best", "val_best_at_fit"):
             r[table] = {key: {int(k): v for k, v in values.items()} for key, values in r.get(table, {}).items()}
     return sorted(results, key=lambda r: r["seed"])
 
 
+def results_name(recipe: str) -> str:
+    """The results files' name for ``recipe``, a shipped recipe's name or a YAML file's path (its stem)."""
+    return Path(recipe).stem if recipe.endswith((".yaml", ".yml")) else recipe
+
+
 def write_and_summarise(results: list[dict], out: Path, recipe: str) -> None:
     """Write ``<recipe>.json`` under ``out``, print the summary, and plot when every record has a test."""
-    with open(out / f"{recipe}.json", "w", encoding="utf-8") as handle:
+    with open(out / f"{results_name(recipe)}.json", "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)
     print(summarise(results))
     if all("test" in r for r in results):
-        plot(results, str(out / f"{recipe}.png"))
+        plot(results, str(out / f"{results_name(recipe)}.png"))
 
 
 def summarise_validation(results: list[dict]) -> str:
@@ -224,13 +238,22 @@ def main() -> None:
         nargs="+",
         help="test the checkpoints chosen by earlier --validation-only runs (their results files)",
     )
+    parser.add_argument(
+        "--evaluation-changed",
+        action="store_true",
+        help="with --test-validated: the recipe's evaluation-only settings changed on purpose since those runs; "
+        "record the checkpoints' new validation figures instead of requiring the old ones",
+    )
     parser.add_argument("extra", nargs="*", help="extra CLI overrides after --, e.g. --trainer.max_epochs 3")
     args = parser.parse_args()
+    if args.evaluation_changed and not args.test_validated:
+        parser.error("--evaluation-changed goes with --test-validated (it says how to treat their records)")
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.test_validated:
-        results = [tested_after_validation(r, str(out / "laart_runs")) for r in load_results(args.test_validated)]
+        records = load_results(args.test_validated)
+        results = [tested_after_validation(r, str(out / "laart_runs"), args.evaluation_changed) for r in records]
         write_and_summarise(results, out, results[0]["recipe"])
         return
     if args.from_json:
@@ -239,11 +262,11 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         results.append(run(args.recipe, seed, str(out / "laart_runs"), args.extra, test=not args.validation_only))
-        with open(out / f"{args.recipe}.json", "w", encoding="utf-8") as handle:
+        with open(out / f"{results_name(args.recipe)}.json", "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)
         print(f"\n=== {args.recipe}, seeds so far {[r['seed'] for r in results]} ===\n{summarise(results)}", flush=True)
     if not args.validation_only:  # the plot is of test accuracy
-        plot(results, str(out / f"{args.recipe}.png"))
+        plot(results, str(out / f"{results_name(args.recipe)}.png"))
 
 
 if __name__ == "__main__":

@@ -258,6 +258,25 @@ def test_every_reasoner_fits_the_slow_slot(reasoner: dict) -> None:
     assert ((out.consistency >= 0) & (out.consistency <= 1)).all()
 
 
+def test_read_temperature_softens_the_slow_systems_leaves_at_evaluation_only() -> None:
+    module = generated_text_module()
+    model = LaartModel(
+        reasoner={"class_path": "slrm"}, d_model=32, n_layers=1, n_heads=2, read_temperature=2.0, **module.data_facts()
+    )
+    batch = next(iter(module.val_dataloader()))
+    reader = model.reader(batch.story, 0.0)
+    paths = [[0, 1, 2] for _ in range(batch.batch_size)]
+    read = reader.pair_logits[:, 0, 1, : model.num_relations].float().softmax(-1)  # the first step, as read
+    softened = read.sqrt() / read.sqrt().sum(-1, keepdim=True)  # p ** (1 / 2), renormalised
+    model.eval()
+    evaluated = model._read_batch(reader, paths, None)
+    torch.testing.assert_close(evaluated.path_probs[:, 0], softened)
+    assert torch.equal(evaluated.path, model.train()._read_batch(reader, paths, None).path)  # same argmax chain
+    torch.testing.assert_close(model._read_batch(reader, paths, None).path_probs[:, 0], read)  # training: as read
+    with pytest.raises(ValueError, match="read_temperature"):
+        LaartModel(reasoner={"class_path": "slrm"}, read_temperature=0.0, **module.data_facts())
+
+
 def test_the_answer_trains_the_reader_through_the_slrm() -> None:
     module = generated_text_module()
     model = tiny_model(module, {"class_path": "slrm"})
@@ -502,8 +521,12 @@ def test_validation_only_runs_no_test_and_reports_the_chosen_checkpoint(tmp_path
         **judged,
         "val_best": {**judged["val_best"], "acc": {k: v + 0.01 for k, v in judged["val_best"]["acc"].items()}},
     }
-    with pytest.raises(SystemExit, match="other figures than its run recorded"):
+    with pytest.raises(SystemExit, match="other figures than its run recorded.*--evaluation-changed"):
         bench.tested_after_validation(tampered, str(tmp_path / "v"))  # not the checkpoint that was judged
+    # evaluation settings changed on purpose: the new validation figures are recorded, the run's kept beside them
+    revalidated = bench.tested_after_validation(tampered, str(tmp_path / "v"), evaluation_changed=True)
+    assert revalidated["val_best"]["acc"] == pytest.approx(judged["val_best"]["acc"])
+    assert revalidated["val_best_at_fit"] == tampered["val_best"] and "test" in revalidated
     with pytest.raises(SystemExit, match="names no checkpoint that exists"):
         bench.tested_after_validation({**judged, "best_checkpoint": str(tmp_path / "gone.ckpt")}, str(tmp_path / "v"))
 

@@ -9,7 +9,8 @@ The two systems and the check between them:
   (:func:`~laart_lab.reasoning.read_paths.best_paths`) goes to the reasoner plugin in the slow slot
   (``slrm`` by default; ``gru``, ``gnn``, ``transformer``, ``ctm`` fit too: the same classes that
   ``RelationReasoning`` trains). The SLRM receives each step's relation *distribution*
-  (``ReasoningBatch.path_probs``), so the answer's loss reaches the reader through the composition.
+  (``ReasoningBatch.path_probs``; at evaluation softened by ``read_temperature``), so the answer's loss reaches
+  the reader through the composition.
 * **the check**: the reasoner's :meth:`~laart_lab.components.reasoner.Reasoner.consistency` (for the
   SLRM, box containment: does the fast answer follow from the read premises?) keeps the fast answer
   when it reaches ``check_threshold`` and replaces it by the slow answer otherwise. The threshold is
@@ -105,6 +106,10 @@ class LaartModel(LightningModule):
         chains, chain_temperature: at evaluation and prediction, the slow system composes the ``chains``
             cheapest read chains (:func:`k_best_paths`) and weighs their answers by ``softmax(-cost /
             chain_temperature)``; 1: the best chain alone. Training composes the best chain.
+        read_temperature: at evaluation and prediction, the slow system takes each read step as
+            ``softmax(pair logits / read_temperature)`` over the relations (training: 1). Above 1 the reasoner's
+            derivation may more readily take a less likely reading of a step that composes far better; the
+            argmax reading, and so the chain, are unchanged. Chosen on validation (README).
         chain_search: what a step of the read chain costs: ``"related"``, ``-log P(x and y are related)`` (what
             checkpoints before it was an option were trained with), or ``"stated"``, ``-log P(the story states
             x-y)`` from the reader's stated head, trained on the gold chain's facts, so the chain walks the
@@ -156,6 +161,7 @@ class LaartModel(LightningModule):
         chain_search: ChainSearch = "related",
         chains: int = 1,
         chain_temperature: float = 1.0,
+        read_temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if relation_names is not None:
@@ -200,6 +206,9 @@ class LaartModel(LightningModule):
                 f"chains counts read chains (>= 1) and chain_temperature must be > 0; got {chains}, {chain_temperature}"
             )
         self.chains, self.chain_temperature = chains, chain_temperature
+        if read_temperature <= 0:
+            raise ValueError(f"read_temperature divides the pair logits (> 0; 1: as trained); got {read_temperature}")
+        self.read_temperature = read_temperature
         attention_factory = component_factory(attention or DEFAULT_ATTENTION, "attention")
         self.reader = StoryReader(
             len(self.vocabulary),
@@ -303,7 +312,9 @@ class LaartModel(LightningModule):
         src = torch.tensor([x for p in paths for x in p[:-1]], device=device)
         dst = torch.tensor([y for p in paths for y in p[1:]], device=device)
         position = torch.tensor([s for p in paths for s in range(len(p) - 1)], device=device)
-        step_probs = reader.pair_logits[rows, src, dst, : self.num_relations].float().softmax(-1)  # [steps, R]
+        temperature = 1.0 if self.training else self.read_temperature
+        step_logits = reader.pair_logits[rows, src, dst, : self.num_relations].float()
+        step_probs = (step_logits / temperature).softmax(-1)  # [steps, R]
         path_probs = torch.zeros(b, steps, self.num_relations, device=device)
         path_probs = path_probs.index_put((rows, position), step_probs)
         path_mask = torch.zeros(b, steps, dtype=torch.bool, device=device).index_put(

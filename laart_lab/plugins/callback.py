@@ -24,3 +24,5 @@ def register_callback(register: RegisterComponent) -> None:
     # LAART
     register("laart_story_graph", "laart_lab.callbacks.laart_story_graph:LaartStoryGraph")
     register("laart_predictions", "laart_lab.callbacks.laart_predictions:LaartPredictions")
+    # any model
+    register("ema_weights", "laart_lab.callbacks.ema_weights:EmaWeights")
