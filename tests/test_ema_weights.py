@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from laart_lab.callbacks.ema_weights import EmaWeights
-from laart_lab.callbacks.interrupt import InterruptCheckpoint
+from laart_lab.callbacks.interrupt import INTERRUPT_FILENAME, InterruptCheckpoint
 
 DECAY = 0.5  # large steps of the average, so that an average that is not updated, or updated twice, shows
 
@@ -124,6 +124,30 @@ def test_a_resumed_fit_goes_on_from_the_trained_weights_and_the_same_average(tmp
     torch.testing.assert_close(record.at_start[1], record.after_step[steps_first - 1])  # not the average
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
     torch.testing.assert_close(last["state_dict"]["linear.weight"], moving_average(record.after_step, DECAY)[-1])
+
+
+class FailsInSecondValidation(Regression):
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if self.current_epoch == 1 and not self.trainer.sanity_checking:
+            raise RuntimeError("the data went away")
+        super().validation_step(batch, batch_idx)
+
+
+def test_a_fit_that_fails_while_validating_the_average_saves_each_weight_set_where_it_belongs(tmp_path: Path) -> None:
+    record = RecordWeights()
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[EmaWeights(decay=DECAY), record, InterruptCheckpoint(dirpath=str(tmp_path))],
+    )
+    with pytest.raises(RuntimeError, match="the data went away"):
+        trainer.fit(FailsInSecondValidation(), loader(), loader())
+    saved = torch.load(tmp_path / f"{INTERRUPT_FILENAME}.ckpt", weights_only=True)
+    torch.testing.assert_close(saved["state_dict"]["linear.weight"], moving_average(record.after_step, DECAY)[-1])
+    torch.testing.assert_close(saved["current_model_state"]["linear.weight"], record.after_step[-1])
 
 
 def test_evaluating_a_checkpoint_evaluates_its_average(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
