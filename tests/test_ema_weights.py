@@ -75,8 +75,12 @@ def loader() -> DataLoader:
     return DataLoader(TensorDataset(x, x @ torch.tensor([[1.0], [-2.0], [0.5]])), batch_size=4)
 
 
-def fit(tmp_path: Path, epochs: int, record: RecordWeights, ckpt_path: str | None = None) -> tuple[Regression, Trainer]:
-    model = Regression()
+def fit(
+    tmp_path: Path, epochs: int, record: RecordWeights, ckpt_path: str | None = None, model: Regression | None = None
+) -> tuple[Regression, Trainer]:
+    """``model`` (a fresh :class:`Regression`) fit with ``ema_weights``, checkpoints every epoch and laart-lab's
+    interrupt checkpoint (which also rewrites last.ckpt when training ends)."""
+    model = model or Regression()
     trainer = Trainer(
         accelerator="cpu",
         max_epochs=epochs,
@@ -87,7 +91,7 @@ def fit(tmp_path: Path, epochs: int, record: RecordWeights, ckpt_path: str | Non
             EmaWeights(decay=DECAY),
             record,
             ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", save_last=True, save_top_k=-1),
-            InterruptCheckpoint(dirpath=str(tmp_path)),  # what laart-lab adds: it rewrites last.ckpt at the end
+            InterruptCheckpoint(dirpath=str(tmp_path)),
         ],
     )
     trainer.fit(model, loader(), loader(), ckpt_path=ckpt_path)
@@ -135,16 +139,8 @@ class FailsInSecondValidation(Regression):
 
 def test_a_fit_that_fails_while_validating_the_average_saves_each_weight_set_where_it_belongs(tmp_path: Path) -> None:
     record = RecordWeights()
-    trainer = Trainer(
-        accelerator="cpu",
-        max_epochs=2,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[EmaWeights(decay=DECAY), record, InterruptCheckpoint(dirpath=str(tmp_path))],
-    )
     with pytest.raises(RuntimeError, match="the data went away"):
-        trainer.fit(FailsInSecondValidation(), loader(), loader())
+        fit(tmp_path, 2, record, model=FailsInSecondValidation())
     saved = torch.load(tmp_path / f"{INTERRUPT_FILENAME}.ckpt", weights_only=True)
     torch.testing.assert_close(saved["state_dict"]["linear.weight"], moving_average(record.after_step, DECAY)[-1])
     torch.testing.assert_close(saved["current_model_state"]["linear.weight"], record.after_step[-1])
