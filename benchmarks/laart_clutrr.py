@@ -126,13 +126,20 @@ def results_name(recipe: str) -> str:
     return Path(recipe).stem if recipe.endswith((".yaml", ".yml")) else recipe
 
 
+def write_results(results: list[dict], out: Path, recipe: str) -> Path:
+    """Write ``<recipe>.json`` under ``out``; return the path without its suffix (the plot's goes beside it)."""
+    stem = out / results_name(recipe)
+    with open(stem.with_suffix(".json"), "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    return stem
+
+
 def write_and_summarise(results: list[dict], out: Path, recipe: str) -> None:
     """Write ``<recipe>.json`` under ``out``, print the summary, and plot when every record has a test."""
-    with open(out / f"{results_name(recipe)}.json", "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=1)
+    stem = write_results(results, out, recipe)
     print(summarise(results))
     if all("test" in r for r in results):
-        plot(results, str(out / f"{results_name(recipe)}.png"))
+        plot(results, str(stem.with_suffix(".png")))
 
 
 def summarise_validation(results: list[dict]) -> str:
@@ -262,11 +269,10 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         results.append(run(args.recipe, seed, str(out / "laart_runs"), args.extra, test=not args.validation_only))
-        with open(out / f"{results_name(args.recipe)}.json", "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=1)
+        stem = write_results(results, out, args.recipe)
         print(f"\n=== {args.recipe}, seeds so far {[r['seed'] for r in results]} ===\n{summarise(results)}", flush=True)
     if not args.validation_only:  # the plot is of test accuracy
-        plot(results, str(out / f"{results_name(args.recipe)}.png"))
+        plot(results, str(stem.with_suffix(".png")))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@ in for every validation and saves it as the checkpoint's ``state_dict`` (the cur
 here: averaging them (``use_buffers=True``) blends state that is not a weight (the SLRM's ``pair_evidence`` counts,
 ``LaartModel``'s chosen ``check_threshold``) and truncates integer ones, while not averaging them
 (``use_buffers=False``) freezes the copy taken when the fit began, which is then swapped in at validation. This
-callback averages the parameters only and keeps the average's buffers equal to the model's: copied after every
-update, before every validation and before every checkpoint, so the check threshold that a validation of the
-averaged weights chose is the one saved with them. It also keeps ``current_model_state`` the trained weights in the
-two saves Lightning's callback gets wrong here: one during validation (an exception there, while the average is
-swapped in) and the final ``last.ckpt`` written after training ends (``interrupt``), when the model already holds
-the average.
+callback averages the parameters only and copies the model's buffers into the average wherever the average is
+read (before every validation, every checkpoint and the end of training), so the check threshold that a validation
+of the averaged weights chose is the one saved with them. It also keeps ``current_model_state`` the trained
+weights in the two saves Lightning's callback gets wrong here: one during validation (an exception there, while the
+average is swapped in) and the final ``last.ckpt`` written after training ends (``interrupt``), when the model
+already holds the average.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
-from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import Tensor
 
 
@@ -68,12 +67,6 @@ class EmaWeights(EMAWeightAveraging):
             return
         for average, current in zip(self._average_model.module.buffers(), pl_module.buffers()):
             average.copy_(current)
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
-    ) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        self._copy_buffers(pl_module)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._copy_buffers(pl_module)
