@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from laart_lab.components.reasoner import ReasoningBatch
-from laart_lab.reasoning.slrm import SLRM, chart_reduce, compose_distributions, viterbi_reduce
+from laart_lab.reasoning.slrm import (
+    SLRM,
+    chart_reduce,
+    compose_distributions,
+    leaf_distributions,
+    viterbi_derivation,
+    viterbi_reduce,
+)
 
 # named relations 0..4, then concepts 5 (great-grandfather) and 6 (no meaningful relation)
 FATHER, MOTHER, SON, GRANDFATHER, BROTHER, GREAT_GRANDFATHER, NONSENSE = range(7)
@@ -75,6 +82,47 @@ def test_viterbi_keeps_every_label_per_span() -> None:
     has no derivation at all, so the exact chart gives it (almost) zero probability."""
     dist = reduce([FATHER, SON, FATHER], hard="viterbi")
     assert int(dist.argmax()) == FATHER and float(dist[FATHER]) > 0.99
+
+
+def trees(i: int, j: int) -> list[object]:
+    """Every binary bracketing of the path steps ``i .. j`` (a leaf is its step index)."""
+    if j - i == 1:
+        return [i]
+    return [(left, right) for m in range(i + 1, j) for left in trees(i, m) for right in trees(m, j)]
+
+
+def tree_scores(tree: object, leaf_log: torch.Tensor, log_table: torch.Tensor) -> torch.Tensor:
+    """Best log-probability per label of one fixed bracketing: max over the labels of its two halves."""
+    if isinstance(tree, int):
+        return leaf_log[tree]
+    left, right = (tree_scores(half, leaf_log, log_table) for half in tree)  # type: ignore[union-attr]
+    n = log_table.shape[0]
+    pairs = [left[a] + right[b] + log_table[a, b] for a in range(n) for b in range(n)]  # each over the result c
+    return torch.stack(pairs).max(0).values
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_viterbi_reduce_is_the_best_of_every_bracketing(seed: int) -> None:
+    """An independent reference: enumerate every binary tree of each path and score each on its own."""
+    generator = torch.Generator().manual_seed(seed)
+    n, batch, max_len = 5, 4, 5
+    table = torch.rand(n, n, n, generator=generator).softmax(-1)
+    penalty = -3.0 * (torch.rand(n, n, n, generator=generator) < 0.3)
+    probs = (torch.randn(batch, max_len, 4, generator=generator) * 2).softmax(-1)  # 4 named of 5 boxes
+    probs[0, 1] = torch.tensor([0.0, 1.0, 0.0, 0.0])  # a one-hot step: zero leaves are "impossible"
+    path, lengths = probs.argmax(-1), torch.tensor([5, 3, 1, 4])
+    reduced = viterbi_reduce(path, lengths, table, penalty, probs)
+    log_table = table.log() + penalty
+    leaves = leaf_distributions(path, n, probs, torch.float32)
+    for row in range(batch):
+        length = int(lengths[row])
+        leaf_log = torch.where(leaves[row] > 0, leaves[row].clamp_min(1e-30).log(), -1e4).clamp_min(-1e4)
+        best = torch.stack([tree_scores(t, leaf_log, log_table) for t in trees(0, length)]).max(0).values
+        torch.testing.assert_close(reduced.dist[row], best.softmax(-1))
+        torch.testing.assert_close(reduced.score[row], best.max())
+        derivation = viterbi_derivation(leaves[row, :length], table, penalty)
+        assert derivation.log_prob == pytest.approx(float(best.max()), abs=1e-4)
+        assert derivation.relation == int(best.argmax())
 
 
 def test_batch_with_mixed_lengths_matches_single_examples() -> None:

@@ -164,7 +164,9 @@ def viterbi_reduce(
     log_table = table.clamp_min(1e-12).log()
     if log_penalty is not None:
         log_table = log_table + log_penalty
-    log_table = log_table.unsqueeze(0)  # [1, N, N, N]
+    # laid out [1, c, a, b] so that the max over the pair (a, b) reduces one contiguous trailing block: the same
+    # values as reducing dims (1, 2) of [B, a, b, c], several times faster on CPU (benchmarks/slrm_chart.py)
+    log_table = log_table.permute(2, 0, 1).contiguous().unsqueeze(0)
     impossible = -1e4
     chart: dict[tuple[int, int], Tensor] = {}
     split: dict[tuple[int, int], Tensor] = {}
@@ -177,8 +179,8 @@ def viterbi_reduce(
             j = i + width
             candidates = []
             for m in range(i + 1, j):
-                joint = chart[(i, m)][:, :, None, None] + chart[(m, j)][:, None, :, None] + log_table
-                candidates.append(joint.amax(dim=(1, 2)))  # [B, N]
+                joint = chart[(i, m)][:, None, :, None] + chart[(m, j)][:, None, None, :] + log_table  # [B, c, a, b]
+                candidates.append(joint.flatten(2).amax(-1))  # [B, N]
             stacked = torch.stack(candidates, 1)  # [B, splits, N]
             chart[(i, j)], best = stacked.max(1)
             split[(i, j)] = best + i + 1  # per label
@@ -217,6 +219,7 @@ def viterbi_derivation(leaf_probs: Tensor, table: Tensor, log_penalty: Tensor | 
     log_table = table.clamp_min(1e-12).log()
     if log_penalty is not None:
         log_table = log_table + log_penalty
+    log_table = log_table.permute(2, 0, 1).contiguous()  # [c, a, b], as in viterbi_reduce
     chart: dict[tuple[int, int], Tensor] = {}
     back: dict[tuple[int, int], tuple[Tensor, Tensor, Tensor]] = {}
     for i in range(k):
@@ -227,8 +230,8 @@ def viterbi_derivation(leaf_probs: Tensor, table: Tensor, log_penalty: Tensor | 
             j = i + width
             scores, argmaxes = [], []
             for m in range(i + 1, j):
-                joint = chart[(i, m)][:, None, None] + chart[(m, j)][None, :, None] + log_table  # [N, N, N]
-                value, index = joint.reshape(n * n, n).max(0)
+                joint = chart[(i, m)][None, :, None] + chart[(m, j)][None, None, :] + log_table  # [c, a, b]
+                value, index = joint.reshape(n, n * n).max(-1)  # index: a * n + b
                 scores.append(value)
                 argmaxes.append(index)
             stacked = torch.stack(scores)  # [splits, N]
