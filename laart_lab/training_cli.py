@@ -50,8 +50,31 @@ from laart_lab.registry import get_registry, import_class_path
 TRAINER_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
+class ParsedConfigSaver:
+    """The CLI's parser, except that ``save`` does not validate the config again.
+
+    LightningCLI saves the config it already parsed and validated; jsonargparse's ``save`` checks it a second
+    time, which costs ~3 s at the start of every LAART fit, validate, test and predict (the model's arguments
+    hold the 2.4k-word vocabulary the data module filled in). Everything else goes to the parser.
+    """
+
+    def __init__(self, parser: LightningArgumentParser) -> None:
+        self._parser = parser
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self._parser.save(*args, skip_validation=True, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_parser":  # not set yet (copy, unpickling): no recursion through __getattr__
+            raise AttributeError(name)
+        return getattr(self._parser, name)
+
+
 class LaartSaveConfigCallback(SaveConfigCallback):
     """Saves the resolved ``config.yaml`` next to the logs, plus ``plugins.yaml`` with plugin versions."""
+
+    def __init__(self, parser: LightningArgumentParser, *args: Any, **kwargs: Any) -> None:
+        super().__init__(ParsedConfigSaver(parser), *args, **kwargs)  # type: ignore[arg-type]
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # save_config runs on rank 0 only: trainer.log_dir is a collective (broadcast) and would

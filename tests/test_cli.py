@@ -47,6 +47,33 @@ def test_quickstart_trains_and_writes_events_checkpoint_and_config(tmp_path: Pat
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["init_args"]["d_model"] == 64
     plugins = yaml.safe_load((run_dir / "plugins.yaml").read_text())
     assert any(p["name"] == "builtin_attention" and p["version"] for p in plugins["plugins"])
+    # the saved config (written without a second validation) is a recipe the CLI takes back as it is
+    again = run_cli(
+        "validate", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(checkpoints[0]), cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "val/acc" in again.stdout
+
+
+def test_the_config_is_saved_without_validating_it_again() -> None:
+    from jsonargparse import Namespace
+
+    from laart_lab.training_cli import LaartSaveConfigCallback
+
+    class RecordingParser:
+        prog = "laart-lab"
+
+        def __init__(self) -> None:
+            self.saves: list[dict] = []
+
+        def save(self, *args: object, **kwargs: object) -> None:
+            self.saves.append(kwargs)
+
+    parser = RecordingParser()
+    callback = LaartSaveConfigCallback(parser, Namespace(), overwrite=True)  # type: ignore[arg-type]
+    callback.parser.save(Namespace(), "config.yaml", skip_none=False, overwrite=True)  # as Lightning's setup calls it
+    assert parser.saves == [{"skip_validation": True, "skip_none": False, "overwrite": True}]
+    assert callback.parser.prog == "laart-lab"  # everything else is the parser's
 
 
 @pytest.mark.slow
