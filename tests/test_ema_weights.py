@@ -166,9 +166,8 @@ def test_bad_settings_say_what_is_wrong(kwargs: dict, message: str) -> None:
 def test_a_laart_checkpoint_validates_again_to_the_figures_its_fit_logged(tmp_path: Path) -> None:
     """LAART's check threshold is chosen after each validation (of the average): the checkpoint must hold it with the
     averaged weights, so validating the checkpoint again reproduces the fit's figures exactly."""
-    from test_laart import RECIPES, SMALL_GENERATED
-
     from laart_lab.training_cli import LaartCLI
+    from tests.test_laart import RECIPES, SMALL_GENERATED
 
     def cli(*extra: str) -> LaartCLI:
         args = [
