@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -321,6 +322,8 @@ def test_fit_test_predict_through_the_cli(tmp_path: Path, capsys: pytest.Capture
         assert row["path"][0] == row["query"][0] and row["path"][-1] == row["query"][1]
         assert len(row["derivation"]) == len(row["path"]) - 2  # k steps compose in k - 1 derivation steps
         assert row["laart"] == (row["fast"] if row["check"]["kept_fast"] else row["slow"])
+        assert set(row["path"]) <= set(row["genders"])  # every person read, with the gender head's answer
+        assert all(g["gender"] in ("female", "male") and 0.5 <= g["confidence"] <= 1 for g in row["genders"].values())
 
 
 def test_mixed_stories_keep_both_facts_apart() -> None:
@@ -365,6 +368,21 @@ def test_a_pair_is_read_where_one_sentence_states_it() -> None:
     assert int(captured["bucket"][0, michael, dorothy_]) == 5  # "[Michael] is the brother of [Dorothy]": +5
 
 
+def tiny_reader_capturing_states(tokenizer: WordTokenizer, gender_evidence: str) -> tuple[Any, dict[str, Any]]:
+    """A one-layer reader in eval mode, and a dict its encoder's output states are captured into ("states")."""
+    from laart_lab.attention import SoftmaxAttention
+    from laart_lab.models.story_reader import StoryReader
+
+    torch.manual_seed(0)
+    reader = StoryReader(
+        len(tokenizer), len(INDEX), 4, SoftmaxAttention, d_model=16, n_layers=1, n_heads=1,
+        gender_evidence=gender_evidence,  # type: ignore[arg-type]
+    ).eval()  # fmt: skip
+    captured: dict[str, Any] = {}
+    reader.encoder.register_forward_hook(lambda module, args, out: captured.update(states=out))
+    return reader, captured
+
+
 def test_gender_from_mentions_sums_each_mentions_log_odds() -> None:
     """``gender_evidence="mentions"``: an entity's gender logits are the sum of the head on each of its
     mentions (here [Dorothy] twice, [Michael] once), compared with the head applied by hand."""
@@ -372,12 +390,7 @@ def test_gender_from_mentions_sums_each_mentions_log_odds() -> None:
     from laart_lab.models.story_reader import StoryReader
 
     tokenizer, batch = sang_then_brother()
-    torch.manual_seed(0)
-    reader = StoryReader(
-        len(tokenizer), len(INDEX), 4, SoftmaxAttention, d_model=16, n_layers=1, n_heads=1, gender_evidence="mentions"
-    ).eval()
-    captured = {}
-    reader.encoder.register_forward_hook(lambda module, args, out: captured.update(states=out))
+    reader, captured = tiny_reader_capturing_states(tokenizer, "mentions")
     out = reader(batch.story)
     per_token = reader.gender_head(captured["states"][0])  # [T, 2]
     mentions = batch.story.token_entity[0]
@@ -387,6 +400,31 @@ def test_gender_from_mentions_sums_each_mentions_log_odds() -> None:
     assert int((mentions == 0).sum()) == 2 and int((mentions == 1).sum()) == 1
     with pytest.raises(ValueError, match="gender_evidence must be"):
         StoryReader(len(tokenizer), len(INDEX), 4, SoftmaxAttention, gender_evidence="mean")  # type: ignore[arg-type]
+
+
+def test_gender_from_pairs_adds_what_each_pair_in_one_sentence_says() -> None:
+    """``gender_evidence="pairs"``: an entity's gender logits are its mentions' log-odds plus the pair head's
+    last two outputs at every pair (x, y) whose closest mentions share a sentence, compared by hand: [Dorothy]
+    and [Michael] share the second sentence; [Ann] shares none, so she has her mentions' evidence alone."""
+    story = "[Dorothy] sang . [Michael] is the brother of [Dorothy] . [Ann] ran ."
+    example = parse_row({**DOROTHY, "story": story, "query": "('Michael', 'Dorothy')"}, "r")
+    tokenizer = WordTokenizer.build([example.story], min_count=1)
+    batch = TextCollator(tokenizer, INDEX, 4, training=False)([example])
+    reader, captured = tiny_reader_capturing_states(tokenizer, "pairs")
+    reader.pair_head.register_forward_hook(lambda module, args, out: captured.update(pairs=out))
+    out = reader(batch.story)
+    assert out.pair_logits.shape[-1] == captured["pairs"].shape[-1] - 2  # the two gender outputs are not a relation
+    per_token = reader.gender_head(captured["states"][0])
+    mentions = batch.story.token_entity[0]
+    said_by_pair = captured["pairs"][0, ..., -2:]  # [x, y, 2]: y's gender as the pair (x, y) says it
+    dorothy_, michael, ann = 0, 1, 2
+    expected = {
+        dorothy_: per_token[mentions == dorothy_].sum(0) + said_by_pair[michael, dorothy_],
+        michael: per_token[mentions == michael].sum(0) + said_by_pair[dorothy_, michael],
+        ann: per_token[mentions == ann].sum(0),
+    }
+    for entity, logits in expected.items():
+        assert torch.allclose(out.gender_logits[0, entity], logits, atol=1e-5), entity
 
 
 def test_edge_scores_count_the_unseen_wording_edges_apart() -> None:
@@ -408,8 +446,26 @@ def test_edge_scores_count_the_unseen_wording_edges_apart() -> None:
     counts = model._edge_scores(SimpleNamespace(meta={"id": ["s"]}, batch_size=1), reader)  # type: ignore[arg-type]
     assert {name: int(value[0]) for name, value in counts.items()} == {
         "edge_total": 3, "edge_right": 2, "edge_found": 3, "edge_strict": 2, "edge_unseen_total": 2,
-        "edge_unseen_right": 1,
+        "edge_unseen_right": 1, "gender_total": 0, "gender_right": 0,
     }  # fmt: skip
+
+
+def test_gender_scores_count_the_people_of_known_gender() -> None:
+    """Hand-worked: four people, one of unknown gender; the gender head reads two of the other three right."""
+    from types import SimpleNamespace
+
+    from laart_lab.models.story_reader import ReaderOutput
+
+    model = tiny_model(generated_text_module(), {"class_path": "slrm"})
+    data = SimpleNamespace(gold_edges=lambda ids: [[]], gold_genders=lambda ids: [[1, 2, 0, 2]])
+    model.trainer = SimpleNamespace(datamodule=data)  # type: ignore[assignment]
+    female, male = [2.0, -2.0], [-2.0, 2.0]
+    genders = torch.tensor([[female, male, female, female]])  # the fourth, male, is read as female
+    reader = ReaderOutput(
+        pair_logits=torch.zeros(1, 4, 4, model.num_relations + 1), gender_logits=genders, fast_logits=torch.zeros(1, 1)
+    )
+    counts = model._edge_scores(SimpleNamespace(meta={"id": ["s"]}, batch_size=1), reader)  # type: ignore[arg-type]
+    assert (int(counts["gender_total"][0]), int(counts["gender_right"][0])) == (3, 2)
 
 
 def test_laart_time_schedule_ends_the_cosine_with_max_time(monkeypatch: pytest.MonkeyPatch) -> None:

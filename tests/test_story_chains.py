@@ -90,5 +90,9 @@ def test_val_chained_adds_long_stories_to_validation_only() -> None:
     batch = next(iter(chained.val_dataloader()))
     assert batch.supervision is None  # evaluation batches carry no gold graph, long or short
     assert all(len(edges) == e.k for e, edges in zip(long, chained.gold_edges([e.id for e in long])))
+    by_id, ids = {e.id: e for e in chained.val_set}, batch.meta["id"]  # gold genders, kept aside like the edges
+    for ident, names, genders in zip(ids, batch.meta["entity_names"], chained.gold_genders(ids)):
+        gender_of = {name.lower(): g for name, g in zip(by_id[ident].names, by_id[ident].genders)}
+        assert genders == [gender_of[name] for name in names] and all(g in (1, 2) for g in genders)
     with pytest.raises(ValueError, match="val_chained counts long validation stories"):
         generated_text_module(val_chained=-1)

@@ -2,8 +2,9 @@
 
 Each row of :meth:`~laart_lab.models.laart.LaartModel.predict_step` holds the CLUTRR ``id``, k, the
 query, the gold answer, the fast / slow / laart answers, the check's verdict, every fact the reader
-extracted (with its confidence), the chain of entities the slow system composed, and the SLRM's
-derivation (which pair it composed first, and so on). CSV cells of nested fields hold JSON.
+extracted (with its confidence), each person's read gender (with its confidence), the chain of entities
+the slow system composed, and the SLRM's derivation (which pair it composed first, and so on). CSV cells
+of nested fields hold JSON.
 """
 
 from __future__ import annotations

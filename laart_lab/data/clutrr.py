@@ -389,6 +389,10 @@ def generated_release(
     return _GENERATED_CACHE[key]
 
 
+#: by evaluation story id: gold chain edges, their wording, and per entity its gold gender
+_EvaluationFacts = tuple[dict[str, list[tuple[int, int, str]]], dict[str, list[EdgeWording]], dict[str, list[int]]]
+
+
 class ClutrrDataModule(SplitDataModule):
     """CLUTRR (or the CLUTRR-like generator) as relational queries, with per-k test dataloaders.
 
@@ -479,7 +483,7 @@ class ClutrrDataModule(SplitDataModule):
         self.val_chained = val_chained
         self._tokenizer: WordTokenizer | None = None
         self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None
-        self._edge_index: tuple[dict[str, list[tuple[int, int, str]]], dict[str, list[EdgeWording]]] | None = None
+        self._edge_index: _EvaluationFacts | None = None
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.source = source or ("clutrr" if path else "generated")
@@ -591,27 +595,36 @@ class ClutrrDataModule(SplitDataModule):
         Kept here, outside the batches, so that a model reads no gold graph at evaluation; only the
         edge metrics ask for it.
         """
-        edges = self._evaluation_edges()[0]
+        edges = self._evaluation_facts()[0]
         return [edges.get(i, []) for i in ids]
 
     def gold_edge_wording(self, ids: list[str]) -> list[list[EdgeWording]]:
         """Text view, beside :meth:`gold_edges`: per gold edge, whether the sentences that state it are
         worded as some training sentence is (``"seen"``), unlike all of them (``"unseen"``, as in CLUTRR's
         test), or no sentence names both people (``"apart"``) (:func:`~laart_lab.data.wording_split.edge_wording`)."""
-        wording = self._evaluation_edges()[1]
+        wording = self._evaluation_facts()[1]
         return [wording.get(i, []) for i in ids]
 
-    def _evaluation_edges(self) -> tuple[dict[str, list[tuple[int, int, str]]], dict[str, list[EdgeWording]]]:
-        """By evaluation story id: its gold chain edges and their wording (built once, on first use)."""
+    def gold_genders(self, ids: list[str]) -> list[list[int]]:
+        """Text view, beside :meth:`gold_edges`: per entity of each evaluation story (in the reader's entity
+        order), its gold gender (0 unknown, 1 female, 2 male), for the gender-reading metric only."""
+        genders = self._evaluation_facts()[2]
+        return [genders.get(i, []) for i in ids]
+
+    def _evaluation_facts(self) -> _EvaluationFacts:
+        """By evaluation story id: its gold chain edges, their wording, and its entities' genders (built once,
+        on first use)."""
         if self._edge_index is None:
             training = {t for e in self._split()[0] for t in sentence_templates(e.story)}
             edges_of: dict[str, list[tuple[int, int, str]]] = {}
             wording_of: dict[str, list[EdgeWording]] = {}
+            genders_of: dict[str, list[int]] = {}
             for e in [*self._split()[1], *(e for rows in self.release.tests.values() for e in rows)]:
                 encoded = encode_story(e, self.tokenizer)
                 edges_of[e.id] = gold_entity_edges(e, encoded)
                 wording_of[e.id] = edge_wording(e.story, encoded.entity_names, edges_of[e.id], training)
-            self._edge_index = (edges_of, wording_of)
+                genders_of[e.id] = [0 if node is None else e.genders[node] for node in encoded.node_of_entity]
+            self._edge_index = (edges_of, wording_of, genders_of)
         return self._edge_index
 
     # ---- loaders ---------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ outside the batch), ``edge_found`` (the reader marks the pair as stated: P(none)
 ``edge_acc_strict`` (both), ``edge_acc_unseen_wording`` (edge_acc over the gold edges whose stating
 sentences are worded unlike any training sentence: on validation, the part that reads like the test),
 ``story_edges_all_right`` (share of stories with every gold edge read
-right), ``check_overrule_rate``
+right), ``gender_acc`` (the people of known gender, whose gender the gender head reads right; gold genders
+also come from the data module), ``check_overrule_rate``
 and ``check_overrule_right`` (how often the check replaced the fast answer, and how often the
 replacement was right), ``check_threshold``.
 """
@@ -55,7 +56,7 @@ from laart_lab.components.reasoner import (
     ReasonerOutput,
     ReasoningBatch,
 )
-from laart_lab.data.clutrr_text import IGNORE, LaartBatch
+from laart_lab.data.clutrr_text import GENDER_NAMES, IGNORE, LaartBatch
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF
 from laart_lab.errors import UserError
 from laart_lab.models.charlm import DEFAULT_ATTENTION
@@ -69,7 +70,10 @@ from laart_lab.registry import component_factory, make_specs_plain
 READING_SETTINGS: dict[str, Any] = {"gender_evidence": "pooled", "relation_head": "pair", "chain_search": "related"}
 RelationHead = Literal["pair", "kinship_word"]
 ChainSearch = Literal["related", "stated"]
-EDGE_COUNTS = ("edge_total", "edge_right", "edge_found", "edge_strict", "edge_unseen_total", "edge_unseen_right")
+EDGE_COUNTS = (
+    "edge_total", "edge_right", "edge_found", "edge_strict", "edge_unseen_total", "edge_unseen_right",
+    "gender_total", "gender_right",
+)  # fmt: skip
 DEFAULT_CHECK_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
 
@@ -119,8 +123,9 @@ class LaartModel(LightningModule):
             person (:class:`StoryReader` ``relation_factors``); None: whenever every relation name is a
             kinship term that has a gender (:mod:`laart_lab.data.kinship_algebra`).
         gender_evidence: the gender head reads an entity's mean mention state (``"pooled"``, what
-            checkpoints before it was an option were trained with) or sums each mention's log-odds
-            (``"mentions"``; :class:`StoryReader`).
+            checkpoints before it was an option were trained with), sums each mention's log-odds
+            (``"mentions"``), or adds to those what the pair head reads of the entity's gender at each pair
+            read within one sentence (``"pairs"``; :class:`StoryReader`).
         relation_head: ``"pair"`` (the free pair head reads the relation from the mentions' states; what
             checkpoints before it was an option were trained with) or ``"kinship_word"`` (the kind must come
             from a kinship word near the pair's mentions, context only says which word and whom it names:
@@ -414,7 +419,7 @@ class LaartModel(LightningModule):
         edges there are, how many the reader read with the right relation (argmax over the relations),
         how many it marked as stated (P(none) < 0.5), and how many both; and, of the edges the data module
         says are stated only in wording training never shows (``gold_edge_wording``), how many and how
-        many read right."""
+        many read right; and how many of the story's people of known gender the gender head reads right."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         gold_edges = getattr(datamodule, "gold_edges", None)
         b = batch.batch_size
@@ -427,6 +432,13 @@ class LaartModel(LightningModule):
         relation = reader.pair_logits[..., : self.num_relations].argmax(-1).cpu()
         stated = (reader.pair_logits.float().softmax(-1)[..., -1] < 0.5).cpu()
         index = self._relation_index
+        genders_of = getattr(datamodule, "gold_genders", None)
+        if genders_of is not None:
+            read_gender = (reader.gender_logits.argmax(-1) + 1).cpu()
+            for i, genders in enumerate(genders_of(ids)):
+                known = [(e, g) for e, g in enumerate(genders) if g]
+                counts["gender_total"][i] = len(known)
+                counts["gender_right"][i] = sum(int(read_gender[i, e]) == g for e, g in known)
         for i, (edges, wording) in enumerate(zip(gold_edges(ids), wordings)):
             for e, (a, c, name) in enumerate(edges):
                 right, found = int(relation[i, a, c]) == index.get(name, -1), bool(stated[i, a, c])
@@ -492,16 +504,16 @@ class LaartModel(LightningModule):
             if unseen > 0:  # validation's test-like part: sentences worded unlike any training sentence
                 self.log(f"{stage}/edge_acc_unseen_wording", records["edge_unseen_right"].sum() / unseen)
             for key, count in (("edge_acc", "edge_right"), ("edge_acc_strict", "edge_strict")):
-                table[key] = {
-                    int(k): float(records[count][ks == k].sum() / records["edge_total"][ks == k].sum().clamp_min(1))
-                    for k in ks.unique().tolist()
-                }
+                table[key] = _ratio_per_k(records[count], records["edge_total"], ks)
             unseen_by_k = {int(k): records["edge_unseen_total"][ks == k].sum() for k in ks.unique().tolist()}
             table["edge_acc_unseen_wording"] = {
                 k: float(records["edge_unseen_right"][ks == k].sum() / edges)
                 for k, edges in unseen_by_k.items()
                 if edges > 0
             }
+        if records["gender_total"].sum() > 0:  # people of known gender whose gender the reader reads right
+            self.log(f"{stage}/gender_acc", records["gender_right"].sum() / records["gender_total"].sum())
+            table["gender_acc"] = _ratio_per_k(records["gender_right"], records["gender_total"], ks)
         overruled = answers["acc"] != records["fast"]
         self.log(f"{stage}/check_overrule_rate", overruled.float().mean())
         if bool(overruled.any()):
@@ -511,11 +523,12 @@ class LaartModel(LightningModule):
 
     # ---- prediction --------------------------------------------------------------------------------
     def predict_step(self, batch: LaartBatch, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
-        """One readable row per story: answers, read facts, the chain, and the reasoner's derivation."""
+        """One readable row per story: answers, read facts, read genders, the chain, and the reasoner's derivation."""
         out = self(batch)
         names = self.relation_names
         threshold = float(self.check_threshold)
         probs = out.reader.pair_logits.float().softmax(-1).cpu()
+        gender_probs = out.reader.gender_logits.float().softmax(-1).cpu()  # [B, E, 2]: female, male
         read_from = self._read_from(batch, out.reader)
         stated = None if out.reader.stated_logits is None else out.reader.stated_logits.sigmoid().cpu()
 
@@ -565,6 +578,13 @@ class LaartModel(LightningModule):
                     "laart": names[laart],
                     "check": {"consistency": round(consistency, 4), "threshold": threshold, "kept_fast": laart == fast},
                     "extracted_edges": facts,
+                    "genders": {
+                        entities[x]: {
+                            "gender": GENDER_NAMES[int(gender_probs[i, x].argmax()) + 1],
+                            "confidence": round(float(gender_probs[i, x].max()), 4),
+                        }
+                        for x in range(n)
+                    },
                     "path": [entities[e] for e in path],
                     "chain": chain,
                     "derivation": self._derivation(out.read_batch, i, entities, path),
@@ -712,6 +732,11 @@ def _gold_batch(path: Tensor, path_mask: Tensor, target: Tensor) -> ReasoningBat
     """The gold chain (training only) in the reasoner's format; genders unknown (0)."""
     genders = torch.zeros(path.shape[0], path.shape[1] + 1, dtype=torch.long, device=path.device)
     return _chain_batch(path, path_mask, target, None, genders)
+
+
+def _ratio_per_k(count: Tensor, total: Tensor, ks: Tensor) -> dict[int, float]:
+    """Per k, ``count`` summed over the k's stories over ``total`` summed the same way."""
+    return {int(k): float(count[ks == k].sum() / total[ks == k].sum().clamp_min(1)) for k in ks.unique().tolist()}
 
 
 def format_laart_table(table: dict[str, dict[int, float]], threshold: float, reasoner: str = "") -> str:

@@ -16,7 +16,10 @@ entity mention carrying its entity slot's embedding. Three heads read the result
 * **gender head**, per entity (female / male), from all its mentions: from their mean state
   (``gender_evidence="pooled"``), or each mention read on its own and the log-odds summed
   (``"mentions"``: every mention is a separate piece of evidence, so one clear "his sister [Y]" is not
-  averaged away by mentions that say nothing about y);
+  averaged away by mentions that say nothing about y), or the mentions' log-odds plus what the pair head
+  reads of y's gender at each pair (x, y) whose closest mentions share a sentence (``"pairs"``, meant for a
+  gendered word that belongs to the other person, "[A] and his wife [B] baked a cake for [C], his daughter";
+  measured in the README: it did not read genders better, so no recipe uses it);
 * **answer head** (the fast answer): the query's two entities and the pooled story, over the vocabulary;
 * **stated head** (optional, ``stated_head``), over every pair: does the story *state* this pair's relation
   (a fact of its chain), rather than only imply it ("[A]'s brother [B] and son [C]" states A-B and A-C and
@@ -27,7 +30,7 @@ entity mention carrying its entity slot's embedding. Three heads read the result
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +43,7 @@ from laart_lab.models.kinship_word_head import KinshipLexicon, KinshipWordHead
 from laart_lab.models.token_positions import distance_bucket, states_at
 from laart_lab.models.transformer import TransformerStack
 
-GenderEvidence = Literal["pooled", "mentions"]
+GenderEvidence = Literal["pooled", "mentions", "pairs"]
 _FAR = 10**6  # distance of a pair of mentions that cannot be used (padding, or not the two entities)
 _SENTENCE_APART = 10**4  # added to the distance of two mentions in different sentences
 
@@ -101,8 +104,8 @@ class StoryReader(nn.Module):
         stated_head: bool = False,
     ) -> None:
         super().__init__()
-        if gender_evidence not in ("pooled", "mentions"):
-            raise ValueError(f"gender_evidence must be 'pooled' or 'mentions', got {gender_evidence!r}")
+        if gender_evidence not in get_args(GenderEvidence):
+            raise ValueError(f"gender_evidence must be one of {get_args(GenderEvidence)}, got {gender_evidence!r}")
         self.gender_evidence = gender_evidence
         if relation_factors is not None and len(relation_factors) != num_relations:
             raise ValueError(f"relation_factors has {len(relation_factors)} entries for {num_relations} relations")
@@ -138,7 +141,9 @@ class StoryReader(nn.Module):
         hidden = 2 * d_model
         routes = 0 if kinship_lexicon is None else 2  # the kinship-word head's route: stated by a word, or implied
         self.stated_head = stated_head
-        extra = routes + int(stated_head)  # the pair head's last outputs: routes, then stated
+        self.pair_gender = gender_evidence == "pairs"
+        # the pair head's last outputs: routes, then stated, then y's gender (female, male) as the pair says it
+        extra = routes + int(stated_head) + 2 * int(self.pair_gender)
         self.pair_head = nn.Sequential(
             nn.Linear(5 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, pair_classes + extra)
         )
@@ -172,12 +177,17 @@ class StoryReader(nn.Module):
         counts = mentions.sum(1).clamp_min(1.0)  # [B, E]
         pooled = torch.einsum("bte,btd->bed", mentions, h) / counts.unsqueeze(-1)  # [B, E, D]
 
-        if self.gender_evidence == "mentions":  # log-odds of independent mentions add up
+        if self.gender_evidence in ("mentions", "pairs"):  # log-odds of independent mentions add up
             gender_logits = torch.einsum("bte,btc->bec", mentions, self.gender_head(h).float())
         else:
             gender_logits = self.gender_head(pooled)
         pos_x, pos_y = self._closest_mentions(story, pooled.shape[1])
         pair_logits = self.pair_head(self._pair_features(story, h, pooled, pos_x, pos_y))
+        if self.pair_gender:  # each pair read in one sentence is one more piece of evidence on y's gender
+            said = self._same_sentence(story, pos_x, pos_y) & story.entity_mask.unsqueeze(2)
+            said = said & ~torch.eye(said.shape[1], dtype=torch.bool, device=said.device)
+            gender_logits = gender_logits + (pair_logits[..., -2:].float() * said.unsqueeze(-1)).sum(1)
+            pair_logits = pair_logits[..., :-2]
         route_logits = free_pair_logits = sayable = evidence = stated_logits = None
         if self.stated_head:  # one fact, said from either side: both directions' log-odds together
             stated_logits = (pair_logits[..., -1] + pair_logits[..., -1].transpose(1, 2)).float() / 2
@@ -240,15 +250,20 @@ class StoryReader(nn.Module):
         pos_x, pos_y = position.gather(1, i.view(b, -1)), position.gather(1, j.view(b, -1))  # [B, E*E]
         return pos_x.view(b, n_entities, n_entities), pos_y.view(b, n_entities, n_entities)
 
+    @staticmethod
+    def _same_sentence(story: StoryBatch, pos_x: Tensor, pos_y: Tensor) -> Tensor:
+        """bool ``[B, E, E]``: the closest mentions of x and of y are in one sentence."""
+        b = pos_x.shape[0]
+        flat_x, flat_y = pos_x.reshape(b, -1), pos_y.reshape(b, -1)
+        return (story.sentence.gather(1, flat_x) == story.sentence.gather(1, flat_y)).view_as(pos_x)
+
     def _pair_features(self, story: StoryBatch, h: Tensor, pooled: Tensor, pos_x: Tensor, pos_y: Tensor) -> Tensor:
         """``[B, E, E, 5D]``: the closest mentions of x and y, their signed distance and sentence, both entities."""
-        b = h.shape[0]
         n_entities = pooled.shape[1]
         state_x = states_at(h, pos_x)
         state_y = states_at(h, pos_y)
         signed = pos_y - pos_x
-        flat_x, flat_y = pos_x.reshape(b, -1), pos_y.reshape(b, -1)
-        same = (story.sentence.gather(1, flat_x) == story.sentence.gather(1, flat_y)).view_as(signed)
+        same = self._same_sentence(story, pos_x, pos_y)
         relative = self.distance(distance_bucket(signed, self.distance_buckets)) + self.same_sentence(same.long())
         ex = pooled.unsqueeze(2).expand(-1, -1, n_entities, -1)
         ey = pooled.unsqueeze(1).expand(-1, n_entities, -1, -1)
