@@ -289,6 +289,36 @@ def test_the_answer_trains_the_reader_through_the_slrm() -> None:
 
 # ---- the CLI end to end -------------------------------------------------------------------------------
 @pytest.mark.slow
+def test_story_graph_figure_shows_each_persons_read_gender_and_every_fact() -> None:
+    """A hand-made prediction row: the figure names each person with the gender read for them, labels each read
+    fact with its relation and confidence, and prints the answers and the derivation."""
+    import matplotlib.pyplot as plt
+
+    from laart_lab.callbacks.laart_story_graph import story_graph_figure
+
+    row = {
+        "query": ["gabrielle", "lisa"], "gold": "daughter", "fast": "son", "slow": "daughter", "laart": "daughter",
+        "check": {"consistency": 0.1, "threshold": 0.4, "kept_fast": False},
+        "extracted_edges": [
+            {"head": "gabrielle", "relation": "husband", "tail": "jason", "confidence": 0.98},
+            {"head": "jason", "relation": "daughter", "tail": "lisa", "confidence": 0.91},
+        ],
+        "genders": {"gabrielle": {"gender": "female", "confidence": 0.97},
+                    "jason": {"gender": "male", "confidence": 0.99}, "lisa": {"gender": "male", "confidence": 0.96}},
+        "path": ["gabrielle", "jason", "lisa"],
+        "chain": [{"head": "gabrielle", "relation": "husband", "tail": "jason"},
+                  {"head": "jason", "relation": "daughter", "tail": "lisa"}],
+        "derivation": ["gabrielle -husband-> jason -daughter-> lisa: gabrielle's daughter is lisa"],
+    }  # fmt: skip
+    figure = story_graph_figure(row, "[Jason] and his wife [Gabrielle] baked a cake for [Lisa], his daughter.")
+    texts = {t.get_text() for axes in figure.axes for t in axes.texts}
+    plt.close(figure)
+    assert {"gabrielle\nfemale 0.97", "jason\nmale 0.99", "lisa\nmale 0.96"} <= texts
+    assert {"husband 0.98", "daughter 0.91"} <= texts
+    panel = next(t for t in texts if "derivation" in t)
+    assert "laart: daughter" in panel and "took slow" in panel and "1. gabrielle -husband-> jason" in panel
+
+
 def test_fit_test_predict_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     common = [
         "--config", str(RECIPES / "laart_clutrr_generated.yaml"),

@@ -1,9 +1,9 @@
 """``LaartStoryGraph``: one validation story as LAART read it, as a TensorBoard image.
 
-The picture shows the story's entities, every fact the reader extracted (arrow x -> y labelled
-"y is x's <relation>", the composed chain in red), the three answers beside the gold one, and the
-SLRM's derivation step by step. Logs nothing when the trainer has no TensorBoard logger (it says so
-once, at setup).
+The picture shows the story's entities with the gender the reader read for each, every fact the reader
+extracted (arrow x -> y labelled "y is x's <relation>", the composed chain in red), the three answers
+beside the gold one, and the SLRM's derivation step by step. Logs nothing when the trainer has no
+TensorBoard logger (it says so once, at setup).
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ def story_graph_figure(row: dict[str, Any], story: str):
         )  # fmt: skip
         graph.text(0.55 * x0 + 0.45 * x1, 0.55 * y0 + 0.45 * y1, f"{fact['relation']} {fact['confidence']:.2f}",
                    fontsize=6, color="red" if on_chain else "0.35", ha="center")  # fmt: skip
+    genders = row.get("genders", {})
     for name, (x, y) in xy.items():
-        graph.text(x, y, name, ha="center", va="center", fontsize=8, bbox={"boxstyle": "round", "fc": "lightyellow"})
+        read = genders.get(name)
+        label = name if read is None else f"{name}\n{read['gender']} {read['confidence']:.2f}"
+        graph.text(x, y, label, ha="center", va="center", fontsize=8, bbox={"boxstyle": "round", "fc": "lightyellow"})
     graph.set_xlim(-1.4, 1.4)
     graph.set_ylim(-1.4, 1.4)
     graph.axis("off")
