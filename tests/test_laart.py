@@ -455,6 +455,11 @@ def test_gender_from_pairs_adds_what_each_pair_in_one_sentence_says() -> None:
     }
     for entity, logits in expected.items():
         assert torch.allclose(out.gender_logits[0, entity], logits, atol=1e-5), entity
+    two = parse_row({**DOROTHY, "story": "[Michael] is the brother of [Dorothy] .", "query": "('Michael', 'Dorothy')"},
+                    "row 2")  # fmt: skip
+    both = TextCollator(tokenizer, INDEX, 4, training=False)([two, example])  # the first has no third person
+    assert not bool(both.story.entity_mask[0, 2])
+    assert torch.equal(reader(both.story).gender_logits[0, 2], torch.zeros(2))  # no mentions, no pairs: no evidence
 
 
 def test_edge_scores_count_the_unseen_wording_edges_apart() -> None:

@@ -184,7 +184,8 @@ class StoryReader(nn.Module):
         pos_x, pos_y = self._closest_mentions(story, pooled.shape[1])
         pair_logits = self.pair_head(self._pair_features(story, h, pooled, pos_x, pos_y))
         if self.pair_gender:  # each pair read in one sentence is one more piece of evidence on y's gender
-            said = self._same_sentence(story, pos_x, pos_y) & story.entity_mask.unsqueeze(2)
+            real = story.entity_mask.unsqueeze(2) & story.entity_mask.unsqueeze(1)  # both people exist
+            said = self._same_sentence(story, pos_x, pos_y) & real
             said = said & ~torch.eye(said.shape[1], dtype=torch.bool, device=said.device)
             gender_logits = gender_logits + (pair_logits[..., -2:].float() * said.unsqueeze(-1)).sum(1)
             pair_logits = pair_logits[..., :-2]
