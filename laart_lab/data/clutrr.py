@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -389,8 +389,12 @@ def generated_release(
     return _GENERATED_CACHE[key]
 
 
-#: by evaluation story id: gold chain edges, their wording, and per entity its gold gender
-_EvaluationFacts = tuple[dict[str, list[tuple[int, int, str]]], dict[str, list[EdgeWording]], dict[str, list[int]]]
+class _EvaluationFacts(NamedTuple):
+    """By evaluation story id: what the evaluation metrics score against, kept outside the batches."""
+
+    edges: dict[str, list[tuple[int, int, str]]]  #: gold chain edges (entity, entity, relation)
+    wording: dict[str, list[EdgeWording]]  #: per gold edge, how the sentences that state it are worded
+    genders: dict[str, list[int]]  #: per entity (reader's order), 0 unknown, 1 female, 2 male
 
 
 class ClutrrDataModule(SplitDataModule):
@@ -483,7 +487,7 @@ class ClutrrDataModule(SplitDataModule):
         self.val_chained = val_chained
         self._tokenizer: WordTokenizer | None = None
         self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None
-        self._edge_index: _EvaluationFacts | None = None
+        self._evaluation_index: _EvaluationFacts | None = None
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.source = source or ("clutrr" if path else "generated")
@@ -595,26 +599,26 @@ class ClutrrDataModule(SplitDataModule):
         Kept here, outside the batches, so that a model reads no gold graph at evaluation; only the
         edge metrics ask for it.
         """
-        edges = self._evaluation_facts()[0]
+        edges = self._evaluation_facts().edges
         return [edges.get(i, []) for i in ids]
 
     def gold_edge_wording(self, ids: list[str]) -> list[list[EdgeWording]]:
         """Text view, beside :meth:`gold_edges`: per gold edge, whether the sentences that state it are
         worded as some training sentence is (``"seen"``), unlike all of them (``"unseen"``, as in CLUTRR's
         test), or no sentence names both people (``"apart"``) (:func:`~laart_lab.data.wording_split.edge_wording`)."""
-        wording = self._evaluation_facts()[1]
+        wording = self._evaluation_facts().wording
         return [wording.get(i, []) for i in ids]
 
     def gold_genders(self, ids: list[str]) -> list[list[int]]:
         """Text view, beside :meth:`gold_edges`: per entity of each evaluation story (in the reader's entity
         order), its gold gender (0 unknown, 1 female, 2 male), for the gender-reading metric only."""
-        genders = self._evaluation_facts()[2]
+        genders = self._evaluation_facts().genders
         return [genders.get(i, []) for i in ids]
 
     def _evaluation_facts(self) -> _EvaluationFacts:
         """By evaluation story id: its gold chain edges, their wording, and its entities' genders (built once,
         on first use)."""
-        if self._edge_index is None:
+        if self._evaluation_index is None:
             training = {t for e in self._split()[0] for t in sentence_templates(e.story)}
             edges_of: dict[str, list[tuple[int, int, str]]] = {}
             wording_of: dict[str, list[EdgeWording]] = {}
@@ -624,8 +628,8 @@ class ClutrrDataModule(SplitDataModule):
                 edges_of[e.id] = gold_entity_edges(e, encoded)
                 wording_of[e.id] = edge_wording(e.story, encoded.entity_names, edges_of[e.id], training)
                 genders_of[e.id] = [0 if node is None else e.genders[node] for node in encoded.node_of_entity]
-            self._edge_index = (edges_of, wording_of, genders_of)
-        return self._edge_index
+            self._evaluation_index = _EvaluationFacts(edges_of, wording_of, genders_of)
+        return self._evaluation_index
 
     # ---- loaders ---------------------------------------------------------------------------------
     def _loader(
@@ -681,7 +685,7 @@ class ClutrrDataModule(SplitDataModule):
         vocabulary = state_dict.get("vocabulary")
         if vocabulary is not None and self.view == "text":  # read new stories with the words the model learnt
             self._tokenizer = WordTokenizer(vocabulary)
-            self._edge_index = None
+            self._evaluation_index = None
         saved = state_dict.get("relation_names")
         if saved is not None and list(saved) != self.relation_names:
             raise ValueError(

@@ -182,10 +182,11 @@ class StoryReader(nn.Module):
         else:
             gender_logits = self.gender_head(pooled)
         pos_x, pos_y = self._closest_mentions(story, pooled.shape[1])
-        pair_logits = self.pair_head(self._pair_features(story, h, pooled, pos_x, pos_y))
+        same = self._same_sentence(story, pos_x, pos_y)
+        pair_logits = self.pair_head(self._pair_features(h, pooled, pos_x, pos_y, same))
         if self.pair_gender:  # each pair read in one sentence is one more piece of evidence on y's gender
             real = story.entity_mask.unsqueeze(2) & story.entity_mask.unsqueeze(1)  # both people exist
-            said = self._same_sentence(story, pos_x, pos_y) & real
+            said = same & real
             said = said & ~torch.eye(said.shape[1], dtype=torch.bool, device=said.device)
             gender_logits = gender_logits + (pair_logits[..., -2:].float() * said.unsqueeze(-1)).sum(1)
             pair_logits = pair_logits[..., :-2]
@@ -258,13 +259,13 @@ class StoryReader(nn.Module):
         flat_x, flat_y = pos_x.reshape(b, -1), pos_y.reshape(b, -1)
         return (story.sentence.gather(1, flat_x) == story.sentence.gather(1, flat_y)).view_as(pos_x)
 
-    def _pair_features(self, story: StoryBatch, h: Tensor, pooled: Tensor, pos_x: Tensor, pos_y: Tensor) -> Tensor:
-        """``[B, E, E, 5D]``: the closest mentions of x and y, their signed distance and sentence, both entities."""
+    def _pair_features(self, h: Tensor, pooled: Tensor, pos_x: Tensor, pos_y: Tensor, same: Tensor) -> Tensor:
+        """``[B, E, E, 5D]``: the closest mentions of x and y, their signed distance and whether they share a
+        sentence (``same``), both entities."""
         n_entities = pooled.shape[1]
         state_x = states_at(h, pos_x)
         state_y = states_at(h, pos_y)
         signed = pos_y - pos_x
-        same = self._same_sentence(story, pos_x, pos_y)
         relative = self.distance(distance_bucket(signed, self.distance_buckets)) + self.same_sentence(same.long())
         ex = pooled.unsqueeze(2).expand(-1, -1, n_entities, -1)
         ey = pooled.unsqueeze(1).expand(-1, n_entities, -1, -1)
