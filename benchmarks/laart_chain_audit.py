@@ -21,15 +21,15 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import torch
 
 if __package__ in (None, ""):  # run as a script from a source checkout: make laart_lab importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
 
-from laart_lab.checkpoints import read_checkpoint  # noqa: E402
-from laart_lab.recipes import recipe_path  # noqa: E402
+from recipe_runs import checkpoint_cli  # noqa: E402
+
 from laart_lab.training_cli import LaartCLI  # noqa: E402
 
 #: the rates reported over the per-story flags of :func:`audit_story` (a rate "x | y" is the share of x among
@@ -133,10 +133,7 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="CLI overrides after --, as the checkpoint was trained with")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cli = LaartCLI(["--config", recipe_path(args.recipe), "--trainer.logger", "false", *args.extra], run=False)
-    checkpoint: dict[str, Any] = read_checkpoint(args.ckpt)
-    cli.model.on_load_checkpoint(checkpoint)  # refuses weights trained to be read another way, naming the fix
-    cli.model.load_state_dict(checkpoint["state_dict"])
+    cli = checkpoint_cli(args.recipe, args.ckpt, args.extra)
     results = audit(cli, args.split, args.min_k, args.step_costs)
     for setting, values in results.items():
         print(setting, "  ".join(f"{key}: {value:.3f}" for key, value in values.items() if key != "stories"),

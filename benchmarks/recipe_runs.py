@@ -4,7 +4,8 @@ The run's facts name the checkpoint chosen on validation, so it can be tested la
 (``laart_clutrr.py --test-validated``) after a decision made on validation alone.
 
 Shared by ``clutrr_per_k.py`` and ``laart_clutrr.py`` (imported as a sibling module: the scripts run
-from this folder). The run goes through ``LaartCLI`` exactly as ``laart-lab fit`` would.
+from this folder). The run goes through ``LaartCLI`` exactly as ``laart-lab fit`` would. The LAART diagnostics
+(``laart_chain_audit.py``, ``laart_reading_errors.py``) read a trained checkpoint through :func:`checkpoint_cli`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from laart_lab.checkpoints import read_checkpoint
 from laart_lab.recipes import recipe_path
 from laart_lab.training_cli import LaartCLI
 
@@ -34,6 +36,17 @@ def recipe_cli(recipe: str, seed: int, out_dir: str, extra: list[str], seed_data
         *extra,
     ]  # fmt: skip
     return LaartCLI(args, run=False)
+
+
+def checkpoint_cli(recipe: str, ckpt: str, extra: list[str]) -> LaartCLI:
+    """``LaartCLI`` built from ``recipe`` and ``extra`` (the overrides the checkpoint was trained with), its model
+    filled with the checkpoint's weights (read with ``weights_only``), not run. Weights trained to be read another
+    way are refused with the fix named (``LaartModel.on_load_checkpoint``)."""
+    cli = LaartCLI(["--config", recipe_path(recipe), "--trainer.logger", "false", *extra], run=False)
+    checkpoint: dict[str, Any] = read_checkpoint(ckpt)
+    cli.model.on_load_checkpoint(checkpoint)
+    cli.model.load_state_dict(checkpoint["state_dict"])
+    return cli
 
 
 def fit_then_test(

@@ -278,13 +278,18 @@ def test_read_temperature_softens_the_slow_systems_leaves_at_evaluation_only() -
         LaartModel(reasoner={"class_path": "slrm"}, read_temperature=0.0, **module.data_facts())
 
 
-def test_the_answer_trains_the_reader_through_the_slrm() -> None:
+@pytest.mark.parametrize("pair_context", [False, True])
+def test_the_answer_trains_the_reader_through_the_slrm(pair_context: bool) -> None:
     module = generated_text_module()
-    model = tiny_model(module, {"class_path": "slrm"})
+    model = LaartModel(reasoner={"class_path": "slrm"}, d_model=32, n_layers=1, n_heads=2, pair_context=pair_context,
+                       **module.data_facts())  # fmt: skip
     batch = next(iter(module.train_dataloader()))
     out = model(batch)
     model.reasoner.loss(out.slow, batch.target).backward()
     assert model.reader.pair_head[-1].weight.grad.abs().sum() > 0  # gradient through path_probs
+    if pair_context:  # and on into where each pair's mentions attend
+        assert model.reader.pair_context is not None
+        assert model.reader.pair_context.query.weight.grad.abs().sum() > 0
 
 
 # ---- the CLI end to end -------------------------------------------------------------------------------
@@ -460,6 +465,49 @@ def test_gender_from_pairs_adds_what_each_pair_in_one_sentence_says() -> None:
     both = TextCollator(tokenizer, INDEX, 4, training=False)([two, example])  # the first has no third person
     assert not bool(both.story.entity_mask[0, 2])
     assert torch.equal(reader(both.story).gender_logits[0, 2], torch.zeros(2))  # no mentions, no pairs: no evidence
+
+
+def test_pair_context_pools_where_both_mentions_attend() -> None:
+    """``pair_context``: the pair head's last d_model inputs are, per pair, the token states weighted by the product
+    of the two closest mentions' attentions (per head, averaged over heads, renormalised), against a loop over
+    pairs and tokens by hand; padding gets no weight (a batch of two stories, the first the shorter)."""
+    from laart_lab.attention import SoftmaxAttention
+    from laart_lab.models.story_reader import StoryReader
+
+    long = parse_row({**DOROTHY, "story": "[Dorothy] sang . [Michael] is the brother of [Dorothy] . [Ann] ran .",
+                      "query": "('Michael', 'Dorothy')"}, "r")  # fmt: skip
+    short = parse_row({**DOROTHY, "story": "[Michael] is the brother of [Dorothy] .",
+                       "query": "('Michael', 'Dorothy')"}, "r2")  # fmt: skip
+    tokenizer = WordTokenizer.build([long.story], min_count=1)
+    batch = TextCollator(tokenizer, INDEX, 4, training=False)([short, long])
+    torch.manual_seed(0)
+    d, heads = 16, 2
+    reader = StoryReader(len(tokenizer), len(INDEX), 4, SoftmaxAttention, d_model=d, n_layers=1, n_heads=heads,
+                         pair_context=True).eval()  # fmt: skip
+    captured: dict[str, Any] = {}
+    reader.encoder.register_forward_hook(lambda module, args, out: captured.update(states=out))
+    reader.pair_head.register_forward_pre_hook(lambda module, args: captured.update(features=args[0]))
+    reader(batch.story)
+    h, context = captured["states"], captured["features"][..., -d:]
+    pos_x, pos_y = reader._closest_mentions(batch.story, batch.story.entity_slot.shape[1])
+    pc, dh = reader.pair_context, d // heads
+    for b in range(2):
+        tokens = [t for t in range(h.shape[1]) if bool(batch.story.padding_mask[b, t])]
+        for x, y in itertools.product(range(3), repeat=2):
+            if not (batch.story.entity_mask[b, x] and batch.story.entity_mask[b, y]):
+                continue
+            weight = torch.zeros(h.shape[1])
+            for head in range(heads):
+                cut = slice(head * dh, (head + 1) * dh)
+                attend = []
+                for position in (int(pos_x[b, x, y]), int(pos_y[b, x, y])):
+                    q = pc.query(h[b, position])[cut]
+                    scores = torch.tensor([float(q @ pc.key(h[b, t])[cut]) / math.sqrt(dh) for t in tokens])
+                    attend.append(scores.softmax(0))
+                weight[tokens] += attend[0] * attend[1] / heads
+            expected = (weight / weight.sum()) @ h[b]
+            assert torch.allclose(context[b, x, y], expected, atol=1e-5), (b, x, y)
+    assert batch.story.padding_mask[0].sum() < batch.story.padding_mask[1].sum()  # the first story has padding
 
 
 def test_edge_scores_count_the_unseen_wording_edges_apart() -> None:

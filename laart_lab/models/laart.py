@@ -130,6 +130,9 @@ class LaartModel(LightningModule):
             checkpoints before it was an option were trained with) or ``"kinship_word"`` (the kind must come
             from a kinship word near the pair's mentions, context only says which word and whom it names:
             :mod:`~laart_lab.models.kinship_word_head`; needs gender-factorised relations).
+        pair_context: the pair head also reads a context vector pooled for each pair, where both of its
+            mentions attend (:class:`~laart_lab.models.story_reader.PairContext`); False: what checkpoints before
+            it was an option were trained with.
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class LaartModel(LightningModule):
         chains: int = 1,
         chain_temperature: float = 1.0,
         read_temperature: float = 1.0,
+        pair_context: bool = False,
     ) -> None:
         super().__init__()
         if relation_names is not None:
@@ -231,6 +235,7 @@ class LaartModel(LightningModule):
             gender_evidence=gender_evidence,
             kinship_lexicon=lexicon,
             stated_head=chain_search == "stated",
+            pair_context=pair_context,
         )
         self.reasoner: Reasoner = component_factory(reasoner, "reasoner")(num_relations)
         check_schedule(lr_schedule, "LaartModel")

@@ -12,7 +12,12 @@ entity mention carrying its entity slot's embedding. Three heads read the result
   ``relation_factors`` (each relation a gender-free *kind* and the gender of y: sister = sibling +
   female) the head reads the kind of the pair and takes y's gender from the gender head, which hears
   every mention of y ("her", "his"); the relation's probability is the product of the two, and the
-  kind is read from both directions at once (``inverse_kinds``: x's parent y is y's child x);
+  kind is read from both directions at once (``inverse_kinds``: x's parent y is y's child x). With
+  ``pair_context`` the head also reads a context vector pooled *for the pair* (localized context pooling,
+  as ATLOP does for document-level relation extraction): each of x's and y's closest mentions attends over
+  the story's tokens, per head; the product of the two attentions, renormalised, weighs the token states,
+  so the words both mentions look at ("his sister" between [Michael] and [Dorothy]) outweigh a kinship word
+  that belongs to another pair of the sentence ("her father [Michael]");
 * **gender head**, per entity (female / male), from all its mentions: from their mean state
   (``gender_evidence="pooled"``), or each mention read on its own and the log-odds summed
   (``"mentions"``: every mention is a separate piece of evidence, so one clear "his sister [Y]" is not
@@ -82,6 +87,7 @@ class StoryReader(nn.Module):
             pair's kind from a kinship word near its mentions
             (:class:`~laart_lab.models.kinship_word_head.KinshipWordHead`); None: the free pair head alone.
         stated_head: also read whether the story states each pair (module docstring).
+        pair_context: the pair head also reads the pair's pooled context (module docstring).
     """
 
     def __init__(
@@ -102,6 +108,7 @@ class StoryReader(nn.Module):
         gender_evidence: GenderEvidence = "pooled",
         kinship_lexicon: KinshipLexicon | None = None,
         stated_head: bool = False,
+        pair_context: bool = False,
     ) -> None:
         super().__init__()
         if gender_evidence not in get_args(GenderEvidence):
@@ -139,13 +146,15 @@ class StoryReader(nn.Module):
         self.distance = nn.Embedding(2 * distance_buckets + 1, d_model)
         self.same_sentence = nn.Embedding(2, d_model)
         hidden = 2 * d_model
+        self.pair_context: PairContext | None = PairContext(d_model, n_heads) if pair_context else None
+        features = (6 if pair_context else 5) * d_model
         routes = 0 if kinship_lexicon is None else 2  # the kinship-word head's route: stated by a word, or implied
         self.stated_head = stated_head
         self.pair_gender = gender_evidence == "pairs"
         # the pair head's last outputs: routes, then stated, then y's gender (female, male) as the pair says it
         extra = routes + int(stated_head) + 2 * int(self.pair_gender)
         self.pair_head = nn.Sequential(
-            nn.Linear(5 * d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, pair_classes + extra)
+            nn.Linear(features, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, pair_classes + extra)
         )
         self.gender_head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 2))
         self.fast_head = nn.Sequential(
@@ -183,7 +192,10 @@ class StoryReader(nn.Module):
             gender_logits = self.gender_head(pooled)
         pos_x, pos_y = self._closest_mentions(story, pooled.shape[1])
         same = self._same_sentence(story, pos_x, pos_y)
-        pair_logits = self.pair_head(self._pair_features(h, pooled, pos_x, pos_y, same))
+        features = self._pair_features(h, pooled, pos_x, pos_y, same)
+        if self.pair_context is not None:
+            features = torch.cat([features, self.pair_context(h, story.padding_mask, pos_x, pos_y)], -1)
+        pair_logits = self.pair_head(features)
         if self.pair_gender:  # each pair read in one sentence is one more piece of evidence on y's gender
             real = story.entity_mask.unsqueeze(2) & story.entity_mask.unsqueeze(1)  # both people exist
             said = same & real
@@ -270,3 +282,33 @@ class StoryReader(nn.Module):
         ex = pooled.unsqueeze(2).expand(-1, -1, n_entities, -1)
         ey = pooled.unsqueeze(1).expand(-1, n_entities, -1, -1)
         return torch.cat([state_x, state_y, relative, ex, ey], -1)
+
+
+class PairContext(nn.Module):
+    """Localized context pooling for entity pairs (Zhou et al., ATLOP, 2021), with learned attention.
+
+    For each pair ``(x, y)``, per head, the closest mention of x and that of y each attend over the tokens
+    (``softmax(q·k / sqrt(d))`` over the unpadded ones); the product of the two attentions, averaged over heads
+    and renormalised, is where both look. The pair's context is the token states weighted by it, ``[B, E, E, D]``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must divide into n_heads ({n_heads})")
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.query = nn.Linear(d_model, d_model)
+        self.key = nn.Linear(d_model, d_model)
+
+    def forward(self, h: Tensor, padding_mask: Tensor, pos_x: Tensor, pos_y: Tensor) -> Tensor:
+        b, t, _ = h.shape
+        q = self.query(h).view(b, t, self.n_heads, self.head_dim)
+        k = self.key(h).view(b, t, self.n_heads, self.head_dim)
+        scores = torch.einsum("bqhd,bkhd->bqhk", q, k).float() / self.head_dim**0.5  # every token's attention
+        attention = scores.masked_fill(~padding_mask.view(b, 1, 1, t), float("-inf")).softmax(-1)  # [B, T, H, T]
+        rows = torch.arange(b, device=h.device).unsqueeze(1)
+        at_x = attention[rows, pos_x.reshape(b, -1)]  # [B, E*E, H, T]: the rows of x's closest mentions
+        at_y = attention[rows, pos_y.reshape(b, -1)]
+        both = (at_x * at_y).mean(2)
+        weights = both / both.sum(-1, keepdim=True).clamp_min(1e-12)  # [B, E*E, T]
+        return torch.bmm(weights.to(h.dtype), h).view(*pos_x.shape, -1)

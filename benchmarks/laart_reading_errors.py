@@ -1,0 +1,143 @@
+"""How LAART's reader misreads the facts of a story: which kind of mistake, and by how the story words the fact.
+
+For a trained ``LaartModel`` checkpoint, every gold edge ``(x, y, r)`` ("y is x's r") of the evaluation stories is
+compared with the relation the reader reads for ``(x, y)`` (argmax over the relations), and a misreading is put in
+one class (:func:`misreading`): the right kind of link with y's gender wrong (``gender``: sister for brother), the
+inverse kind (``inverse``: son for father, x and y swapped), the inverse kind and the gender (``inverse+gender``), or
+another kind (``other``, ``other+gender``: father for brother, a kinship word of another pair of the sentence). The
+edges are grouped by how the story words them (:func:`~laart_lab.data.wording_split.edge_wording`): in a sentence
+training also has (names masked, ``seen``), only in wording training never shows (``unseen``, as CLUTRR's test
+is), or in no sentence that names both people (``apart``). Prints a table and the most frequent confusions, writes
+JSON and a stacked bar plot. Validation by default (``--split test`` only to read, never to choose).
+
+    python benchmarks/laart_reading_errors.py --ckpt runs/laart_clutrr/version_0/checkpoints/best.ckpt
+    python benchmarks/laart_reading_errors.py --ckpt <ckpt> -- --model.init_args.d_model 192 --model.init_args.n_heads 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):  # run as a script from a source checkout: make laart_lab importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
+
+from recipe_runs import checkpoint_cli  # noqa: E402
+
+from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF  # noqa: E402
+from laart_lab.training_cli import LaartCLI  # noqa: E402
+
+#: the classes of :func:`misreading`, in the order the table and the plot show them
+CLASSES = ("right", "gender", "inverse", "inverse+gender", "other", "other+gender")
+WORDINGS = ("seen", "unseen", "apart")
+
+
+def misreading(gold: str, read: str) -> str:
+    """The class (one of :data:`CLASSES`) of reading ``read`` where the story says ``gold`` ("y is x's gold")."""
+    if read == gold:
+        return "right"
+    if gold not in KIND_OF or read not in KIND_OF:
+        return "other"  # a relation that is not a gendered kinship term: no kind to compare
+    gold_kind, read_kind = KIND_OF[gold], KIND_OF[read]
+    same_gender = GENDER_OF_TERM[gold] == GENDER_OF_TERM[read]
+    if read_kind == gold_kind:
+        return "gender"
+    kind = "inverse" if read_kind == INVERSE_KIND.get(gold_kind) else "other"
+    return kind if same_gender else f"{kind}+gender"
+
+
+def tally(
+    edges: list[tuple[str, str, str]],
+) -> tuple[dict[str, dict[str, int]], list[tuple[str, str, str, int]]]:
+    """Counts per wording and class over ``(wording, gold, read)`` edges, and the confusions ``(wording, gold,
+    read, count)`` most frequent first."""
+    counts: dict[str, dict[str, int]] = {}
+    for wording, gold, read in edges:
+        row = counts.setdefault(wording, {name: 0 for name in CLASSES})
+        row[misreading(gold, read)] += 1
+    confusions = Counter((w, g, r) for w, g, r in edges if g != r)
+    return counts, [(w, g, r, n) for (w, g, r), n in confusions.most_common()]
+
+
+def read_edges(cli: LaartCLI, split: str, min_k: int) -> list[tuple[str, str, str]]:
+    """``(wording, gold, read)`` for every gold edge of the split's stories with at least ``min_k`` relations."""
+    model, data = cli.model, cli.datamodule
+    data.setup("fit" if split == "val" else "test")
+    loaders = data.val_dataloader() if split == "val" else data.test_dataloader()
+    names = model.relation_names
+    edges: list[tuple[str, str, str]] = []
+    model.eval()
+    with torch.no_grad():
+        for loader in loaders if isinstance(loaders, list) else [loaders]:
+            for batch in loader:
+                read_ids = model.reader(batch.story).pair_logits[..., : model.num_relations].argmax(-1)
+                ids = batch.meta["id"]
+                for i, (gold, wording) in enumerate(zip(data.gold_edges(ids), data.gold_edge_wording(ids))):
+                    if int(batch.k[i]) < min_k:
+                        continue
+                    for e, (x, y, relation) in enumerate(gold):
+                        worded = wording[e] if e < len(wording) else "apart"
+                        edges.append((worded, relation, names[int(read_ids[i, x, y])]))
+    return edges
+
+
+def plot(counts: dict[str, dict[str, int]], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wordings = [w for w in WORDINGS if w in counts]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    bottom = [0.0] * len(wordings)
+    for name in CLASSES[1:]:  # the misread share of each wording, stacked by class
+        shares = [counts[w][name] / max(sum(counts[w].values()), 1) for w in wordings]
+        axis.bar(wordings, shares, bottom=bottom, label=name)
+        bottom = [b + s for b, s in zip(bottom, shares)]
+    axis.set_ylabel("share of the gold edges misread")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", required=True, help="a LaartModel checkpoint (read with weights_only)")
+    parser.add_argument("--recipe", default="laart_clutrr", help="builds the data and the model the weights fill")
+    parser.add_argument("--split", choices=("val", "test"), default="val")
+    parser.add_argument("--min-k", type=int, default=0, help="only stories with at least this k")
+    parser.add_argument("--top", type=int, default=15, help="how many confusions to print")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", default="bench_out")
+    parser.add_argument("extra", nargs="*", help="CLI overrides after --, as the checkpoint was trained with")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cli = checkpoint_cli(args.recipe, args.ckpt, args.extra)
+    counts, confusions = tally(read_edges(cli, args.split, args.min_k))
+    print(f"{'wording':8} {'edges':>6} " + " ".join(f"{name:>14}" for name in CLASSES))
+    for wording in (w for w in WORDINGS if w in counts):
+        row = counts[wording]
+        total = sum(row.values())
+        print(f"{wording:8} {total:6d} " + " ".join(f"{row[name] / total:14.3f}" for name in CLASSES))
+    print("most frequent confusions (wording: gold -> read, count):")
+    for wording, gold, read, n in confusions[: args.top]:
+        print(f"  {wording}: {gold} -> {read}  {n}")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"laart_reading_errors_{args.split}"
+    listed = [{"wording": w, "gold": g, "read": r, "count": n} for w, g, r, n in confusions]
+    record = {"ckpt": args.ckpt, "recipe": args.recipe, "split": args.split, "min_k": args.min_k,
+              "overrides": args.extra, "counts": counts, "confusions": listed}  # fmt: skip
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    plot(counts, str(out / f"{stem}.png"), f"{args.recipe} {args.split} k>={args.min_k}: {Path(args.ckpt).name}")
+
+
+if __name__ == "__main__":
+    main()
