@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script from a source checkout: make la
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
 
-from recipe_runs import checkpoint_cli  # noqa: E402
+from recipe_runs import add_checkpoint_arguments, checkpoint_cli  # noqa: E402
 
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF  # noqa: E402
 from laart_lab.training_cli import LaartCLI  # noqa: E402
@@ -81,8 +81,7 @@ def read_edges(cli: LaartCLI, split: str, min_k: int) -> list[tuple[str, str, st
                 for i, (gold, wording) in enumerate(zip(data.gold_edges(ids), data.gold_edge_wording(ids))):
                     if int(batch.k[i]) < min_k:
                         continue
-                    for e, (x, y, relation) in enumerate(gold):
-                        worded = wording[e] if e < len(wording) else "apart"
+                    for (x, y, relation), worded in zip(gold, wording, strict=True):  # built together, per edge
                         edges.append((worded, relation, names[int(read_ids[i, x, y])]))
     return edges
 
@@ -109,14 +108,8 @@ def plot(counts: dict[str, dict[str, int]], path: str, title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True, help="a LaartModel checkpoint (read with weights_only)")
-    parser.add_argument("--recipe", default="laart_clutrr", help="builds the data and the model the weights fill")
-    parser.add_argument("--split", choices=("val", "test"), default="val")
-    parser.add_argument("--min-k", type=int, default=0, help="only stories with at least this k")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--top", type=int, default=15, help="how many confusions to print")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out-dir", default="bench_out")
-    parser.add_argument("extra", nargs="*", help="CLI overrides after --, as the checkpoint was trained with")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cli = checkpoint_cli(args.recipe, args.ckpt, args.extra)

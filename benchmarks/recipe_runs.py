@@ -10,6 +10,7 @@ from this folder). The run goes through ``LaartCLI`` exactly as ``laart-lab fit`
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,17 @@ def recipe_cli(recipe: str, seed: int, out_dir: str, extra: list[str], seed_data
         *extra,
     ]  # fmt: skip
     return LaartCLI(args, run=False)
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a diagnostic that reads one checkpoint on one split (:func:`checkpoint_cli` takes three)."""
+    parser.add_argument("--ckpt", required=True, help="a LaartModel checkpoint (read with weights_only)")
+    parser.add_argument("--recipe", default="laart_clutrr", help="builds the data and the model the weights fill")
+    parser.add_argument("--split", choices=("val", "test"), default="val")
+    parser.add_argument("--min-k", type=int, default=0, help="only stories with at least this k")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", default="bench_out")
+    parser.add_argument("extra", nargs="*", help="CLI overrides after --, as the checkpoint was trained with")
 
 
 def checkpoint_cli(recipe: str, ckpt: str, extra: list[str]) -> LaartCLI:

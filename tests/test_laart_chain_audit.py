@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
 from laart_lab.recipes import recipe_path
 from laart_lab.training_cli import LaartCLI
+from tests.benchmark_scripts import load_benchmark
 from tests.test_laart import SMALL_GENERATED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def load_audit():  # type: ignore[no-untyped-def]
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "laart_chain_audit.py"
-    spec = importlib.util.spec_from_file_location("laart_chain_audit", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_story_is_flagged_by_hand() -> None:
-    audit = load_audit()
+    audit = load_benchmark("laart_chain_audit")
     gold = [(0, 1, "son"), (2, 1, "sister")]  # entity 0's son is 1; 2's sister is 1
     read = {(0, 1): "son", (2, 1): "sister", (0, 2): "grandson"}
     on_gold = audit.audit_story([0, 1, 2], gold, read, slow_right=True)  # 1 -> 2 walks (2, 1) backwards: on gold
@@ -56,7 +46,7 @@ def test_a_story_is_flagged_by_hand() -> None:
 
 @pytest.mark.slow
 def test_the_audit_scores_every_validation_story_for_each_step_cost() -> None:
-    audit = load_audit()
+    audit = load_benchmark("laart_chain_audit")
     cli = LaartCLI(["--config", recipe_path("laart_clutrr_generated"), "--trainer.logger", "false", *SMALL_GENERATED],
                    run=False)  # fmt: skip
     results = audit.audit(cli, "val", 0, [0.05, 0.0])

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from laart_lab.recipes import recipe_path
 from laart_lab.training_cli import LaartCLI
+from tests.benchmark_scripts import load_benchmark
 from tests.test_laart import SMALL_GENERATED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def load_reading_errors():  # type: ignore[no-untyped-def]
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "laart_reading_errors.py"
-    spec = importlib.util.spec_from_file_location("laart_reading_errors", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(
@@ -37,11 +26,11 @@ def load_reading_errors():  # type: ignore[no-untyped-def]
     ],
 )
 def test_misreadings_are_classed_by_kind_and_gender(gold: str, read: str, expected: str) -> None:
-    assert load_reading_errors().misreading(gold, read) == expected
+    assert load_benchmark("laart_reading_errors").misreading(gold, read) == expected
 
 
 def test_the_tally_counts_each_wording_apart_and_orders_the_confusions() -> None:
-    errors = load_reading_errors()
+    errors = load_benchmark("laart_reading_errors")
     edges = [("unseen", "father", "son"), ("unseen", "father", "son"), ("unseen", "sister", "sister"),
              ("seen", "sister", "brother"), ("apart", "aunt", "sister")]  # fmt: skip
     counts, confusions = errors.tally(edges)
@@ -54,7 +43,7 @@ def test_the_tally_counts_each_wording_apart_and_orders_the_confusions() -> None
 
 @pytest.mark.slow
 def test_every_gold_edge_of_validation_is_read_and_classed() -> None:
-    errors = load_reading_errors()
+    errors = load_benchmark("laart_reading_errors")
     cli = LaartCLI(["--config", recipe_path("laart_clutrr_generated"), "--trainer.logger", "false", *SMALL_GENERATED],
                    run=False)  # fmt: skip
     edges = errors.read_edges(cli, "val", 0)

@@ -17,7 +17,8 @@ entity mention carrying its entity slot's embedding. Three heads read the result
   as ATLOP does for document-level relation extraction): each of x's and y's closest mentions attends over
   the story's tokens, per head; the product of the two attentions, renormalised, weighs the token states,
   so the words both mentions look at ("his sister" between [Michael] and [Dorothy]) outweigh a kinship word
-  that belongs to another pair of the sentence ("her father [Michael]");
+  that belongs to another pair of the sentence ("her father [Michael]"; measured in the README: it did not read
+  new wording better, so no recipe uses it);
 * **gender head**, per entity (female / male), from all its mentions: from their mean state
   (``gender_evidence="pooled"``), or each mention read on its own and the log-odds summed
   (``"mentions"``: every mention is a separate piece of evidence, so one clear "his sister [Y]" is not
@@ -295,7 +296,7 @@ class PairContext(nn.Module):
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
         if d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must divide into n_heads ({n_heads})")
+            raise ValueError(f"pair_context needs d_model ({d_model}) to be a multiple of n_heads ({n_heads})")
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
         self.query = nn.Linear(d_model, d_model)
         self.key = nn.Linear(d_model, d_model)
