@@ -7,8 +7,9 @@ inverse kind (``inverse``: son for father, x and y swapped), the inverse kind an
 another kind (``other``, ``other+gender``: father for brother, a kinship word of another pair of the sentence). The
 edges are grouped by how the story words them (:func:`~laart_lab.data.wording_split.edge_wording`): in a sentence
 training also has (names masked, ``seen``), only in wording training never shows (``unseen``, as CLUTRR's test
-is), or in no sentence that names both people (``apart``). Prints a table and the most frequent confusions, writes
-JSON and a stacked bar plot. Validation by default (``--split test`` only to read, never to choose).
+is), or in no sentence that names both people (``apart``). Prints a table, how often each gold relation is read
+right, and the most frequent confusions; writes JSON and a stacked bar plot. Validation by default (``--split
+test`` only to read, never to choose).
 
     python benchmarks/laart_reading_errors.py --ckpt runs/laart_clutrr/version_0/checkpoints/best.ckpt
     python benchmarks/laart_reading_errors.py --ckpt <ckpt> -- --model.init_args.d_model 192 --model.init_args.n_heads 6
@@ -65,6 +66,16 @@ def tally(
     return counts, [(w, g, r, n) for (w, g, r), n in confusions.most_common()]
 
 
+def per_relation(edges: list[tuple[str, str, str]]) -> dict[str, dict[str, int]]:
+    """Per gold relation, over ``(wording, gold, read)`` edges of every wording: how many edges, how many read right."""
+    table: dict[str, dict[str, int]] = {}
+    for _, gold, read in edges:
+        row = table.setdefault(gold, {"edges": 0, "right": 0})
+        row["edges"] += 1
+        row["right"] += read == gold
+    return table
+
+
 def read_edges(cli: LaartCLI, split: str, min_k: int) -> list[tuple[str, str, str]]:
     """``(wording, gold, read)`` for every gold edge of the split's stories with at least ``min_k`` relations."""
     model, data = cli.model, cli.datamodule
@@ -113,12 +124,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cli = checkpoint_cli(args.recipe, args.ckpt, args.extra)
-    counts, confusions = tally(read_edges(cli, args.split, args.min_k))
+    edges = read_edges(cli, args.split, args.min_k)
+    counts, confusions = tally(edges)
+    relations = per_relation(edges)
     print(f"{'wording':8} {'edges':>6} " + " ".join(f"{name:>14}" for name in CLASSES))
     for wording in (w for w in WORDINGS if w in counts):
         row = counts[wording]
         total = sum(row.values())
         print(f"{wording:8} {total:6d} " + " ".join(f"{row[name] / total:14.3f}" for name in CLASSES))
+    print("per gold relation, least often read right first (edges, right):")
+    for relation, row in sorted(relations.items(), key=lambda item: item[1]["right"] / item[1]["edges"]):
+        print(f"  {relation:16} {row['edges']:6d} {row['right'] / row['edges']:8.3f}")
     print("most frequent confusions (wording: gold -> read, count):")
     for wording, gold, read, n in confusions[: args.top]:
         print(f"  {wording}: {gold} -> {read}  {n}")
@@ -127,7 +143,8 @@ def main() -> None:
     stem = f"laart_reading_errors_{args.split}"
     listed = [{"wording": w, "gold": g, "read": r, "count": n} for w, g, r, n in confusions]
     record = {"ckpt": args.ckpt, "recipe": args.recipe, "split": args.split, "min_k": args.min_k,
-              "overrides": args.extra, "counts": counts, "confusions": listed}  # fmt: skip
+              "overrides": args.extra, "counts": counts, "per_relation": relations,
+              "confusions": listed}  # fmt: skip
     (out / f"{stem}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     plot(counts, str(out / f"{stem}.png"), f"{args.recipe} {args.split} k>={args.min_k}: {Path(args.ckpt).name}")
 

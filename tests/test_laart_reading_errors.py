@@ -39,6 +39,8 @@ def test_the_tally_counts_each_wording_apart_and_orders_the_confusions() -> None
     assert counts["seen"]["gender"] == 1 and counts["apart"]["other"] == 1
     assert confusions[0] == ("unseen", "father", "son", 2)
     assert sorted(confusions[1:]) == [("apart", "aunt", "sister", 1), ("seen", "sister", "brother", 1)]
+    assert errors.per_relation(edges) == {"father": {"edges": 2, "right": 0}, "sister": {"edges": 2, "right": 1},
+                                          "aunt": {"edges": 1, "right": 0}}  # fmt: skip
 
 
 @pytest.mark.slow
