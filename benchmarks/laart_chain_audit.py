@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script from a source checkout: make la
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
 
-from recipe_runs import add_checkpoint_arguments, checkpoint_cli  # noqa: E402
+from recipe_runs import add_checkpoint_arguments, checkpoint_cli, split_batches  # noqa: E402
 
 from laart_lab.training_cli import LaartCLI  # noqa: E402
 
@@ -78,9 +78,7 @@ def rates(flags: list[dict[str, bool]]) -> dict[str, float]:
 
 def audit(cli: LaartCLI, split: str, min_k: int, step_costs: list[float]) -> dict[str, dict[str, float]]:
     model, data = cli.model, cli.datamodule
-    data.setup("fit" if split == "val" else "test")
-    loaders = data.val_dataloader() if split == "val" else data.test_dataloader()
-    batches = [b for loader in (loaders if isinstance(loaders, list) else [loaders]) for b in loader]
+    batches = split_batches(data, split)
     names = model.relation_names
     results = {}
     model.eval()

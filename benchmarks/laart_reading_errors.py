@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script from a source checkout: make la
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
 
-from recipe_runs import add_checkpoint_arguments, checkpoint_cli  # noqa: E402
+from recipe_runs import add_checkpoint_arguments, checkpoint_cli, split_batches  # noqa: E402
 
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF  # noqa: E402
 from laart_lab.training_cli import LaartCLI  # noqa: E402
@@ -79,21 +79,18 @@ def per_relation(edges: list[tuple[str, str, str]]) -> dict[str, dict[str, int]]
 def read_edges(cli: LaartCLI, split: str, min_k: int) -> list[tuple[str, str, str]]:
     """``(wording, gold, read)`` for every gold edge of the split's stories with at least ``min_k`` relations."""
     model, data = cli.model, cli.datamodule
-    data.setup("fit" if split == "val" else "test")
-    loaders = data.val_dataloader() if split == "val" else data.test_dataloader()
     names = model.relation_names
     edges: list[tuple[str, str, str]] = []
     model.eval()
     with torch.no_grad():
-        for loader in loaders if isinstance(loaders, list) else [loaders]:
-            for batch in loader:
-                read_ids = model.reader(batch.story).pair_logits[..., : model.num_relations].argmax(-1)
-                ids = batch.meta["id"]
-                for i, (gold, wording) in enumerate(zip(data.gold_edges(ids), data.gold_edge_wording(ids))):
-                    if int(batch.k[i]) < min_k:
-                        continue
-                    for (x, y, relation), worded in zip(gold, wording, strict=True):  # built together, per edge
-                        edges.append((worded, relation, names[int(read_ids[i, x, y])]))
+        for batch in split_batches(data, split):
+            read_ids = model.reader(batch.story).pair_logits[..., : model.num_relations].argmax(-1)
+            ids = batch.meta["id"]
+            for i, (gold, wording) in enumerate(zip(data.gold_edges(ids), data.gold_edge_wording(ids))):
+                if int(batch.k[i]) < min_k:
+                    continue
+                for (x, y, relation), worded in zip(gold, wording, strict=True):  # built together, per edge
+                    edges.append((worded, relation, names[int(read_ids[i, x, y])]))
     return edges
 
 

@@ -50,6 +50,13 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("extra", nargs="*", help="CLI overrides after --, as the checkpoint was trained with")
 
 
+def split_batches(data: Any, split: str) -> list[Any]:
+    """Every evaluation batch of ``split`` (``"val"`` or ``"test"``, all its dataloaders), the data set up for it."""
+    data.setup("fit" if split == "val" else "test")
+    loaders = data.val_dataloader() if split == "val" else data.test_dataloader()
+    return [batch for loader in (loaders if isinstance(loaders, list) else [loaders]) for batch in loader]
+
+
 def checkpoint_cli(recipe: str, ckpt: str, extra: list[str]) -> LaartCLI:
     """``LaartCLI`` built from ``recipe`` and ``extra`` (the overrides the checkpoint was trained with), its model
     filled with the checkpoint's weights (read with ``weights_only``), not run. Weights trained to be read another

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -23,11 +22,11 @@ from laart_lab.data.clutrr import (
 )
 from laart_lab.data.kinship import COLUMNS, generate_kinship
 from laart_lab.paths import data_path
+from tests.benchmark_scripts import load_benchmark
 
 CLUTRR_ZIP = data_path("clutrr", "data_089907f8.zip")
 needs_clutrr = pytest.mark.skipif(not CLUTRR_ZIP.exists(), reason=f"CLUTRR reference data absent at {CLUTRR_ZIP}")
 HEADER = ",".join(["id", "story", "query", "target", "story_edges", "edge_types", "query_edge", "genders"])
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 GOOD_ROW = '1,"[A] is the father of [B]...","(\'B\', \'C\')",grandfather,"[(0, 1), (1, 2)]","[\'father\', \'father\']","(0, 2)","B:male,A:male,C:male"'  # noqa: E501
 
 
@@ -280,10 +279,7 @@ def test_a_zip_with_a_bad_crc_names_the_zip_and_the_member(tmp_path: Path) -> No
 
 
 def test_benchmark_summary_without_long_test_files_prints_na() -> None:
-    spec = importlib.util.spec_from_file_location("clutrr_per_k_bench", BENCHMARKS / "clutrr_per_k.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("clutrr_per_k")
     results = [
         {"test": {2: 0.9, 3: 0.7}, "fit_seconds": 1.0, "epochs": 1},
         {"test": {2: 0.8, 3: 0.5}, "fit_seconds": 3.0, "epochs": 2},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -32,6 +31,7 @@ from laart_lab.data.kinship_algebra import compose, inverse_relation
 from laart_lab.models.laart import LaartModel
 from laart_lab.reasoning.read_paths import best_paths
 from laart_lab.reasoning.slrm import SLRM, leaf_distributions, viterbi_derivation, viterbi_reduce
+from tests.benchmark_scripts import load_benchmark
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 RELATIONS = sorted(
@@ -630,13 +630,7 @@ ONE_EPOCH = [*SMALL_GENERATED, "--trainer.max_epochs", "1", "--trainer.max_time"
 
 
 def load_laart_benchmark():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(
-        "laart_clutrr_bench", Path(__file__).resolve().parent.parent / "benchmarks" / "laart_clutrr.py"
-    )
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("laart_clutrr")
 
 
 @pytest.mark.slow

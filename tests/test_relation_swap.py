@@ -18,6 +18,7 @@ from laart_lab.data.relation_swap import (
     swappable_edges,
 )
 from laart_lab.paths import data_path
+from tests.benchmark_scripts import load_benchmark
 
 CLUTRR_ZIP = data_path("clutrr", "data_089907f8.zip")
 FEMALE, MALE = 1, 2
@@ -148,14 +149,7 @@ def test_real_release_swaps_change_one_word_and_the_algebra_matches_clutrr() -> 
 
 
 def test_statement_audit_counts_contradicting_statements_hand_worked() -> None:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "clutrr_statement_audit.py"
-    spec = importlib.util.spec_from_file_location("clutrr_statement_audit", path)
-    assert spec is not None and spec.loader is not None
-    audit = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(audit)
+    audit = load_benchmark("clutrr_statement_audit")
     says_bob_is_anns_son = "[Ann] took her son [Bob] out. [Cat] was there."
     rows = [
         # gold "Ann's son is Bob": agrees
