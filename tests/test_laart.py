@@ -359,6 +359,11 @@ def test_fit_test_predict_through_the_cli(tmp_path: Path, capsys: pytest.Capture
         assert row["laart"] == (row["fast"] if row["check"]["kept_fast"] else row["slow"])
         assert set(row["path"]) <= set(row["genders"])  # every person read, with the gender head's answer
         assert all(g["gender"] in ("female", "male") and 0.5 <= g["confidence"] <= 1 for g in row["genders"].values())
+        # the recipe reads first names (census lists): each person's name evidence is in the row; the generator's
+        # names all have the right sign in the lists, and at weight 2 they decide the read gender here
+        odds = {person: g["name_log_odds_female"] for person, g in row["genders"].items()}
+        assert all(abs(value) > 1 for value in odds.values())
+        assert all((odds[p] > 0) == (g["gender"] == "female") for p, g in row["genders"].items())
 
 
 def test_mixed_stories_keep_both_facts_apart() -> None:

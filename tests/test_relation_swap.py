@@ -90,6 +90,48 @@ def test_edges_whose_word_is_not_certain_are_not_swapped(story: str) -> None:
     assert relation_swapped(example, random.Random(0)) is example
 
 
+# Annette's father is Michael, Michael's sister is Dorothy: Dorothy is Annette's aunt. One crowded sentence (three
+# people, two kinship words) states both edges, each word right before the person it names.
+ANNETTE = _example(
+    "[Annette] and her father [Michael] went to visit his sister, [Dorothy].",
+    ["Annette", "Michael", "Dorothy"],
+    [FEMALE, MALE, FEMALE],
+    [(0, 1, "father"), (1, 2, "sister")],
+    "aunt",
+)
+
+
+def test_crowded_sentences_are_swapped_only_when_asked_where_the_word_precedes_its_person() -> None:
+    assert swappable_edges(ANNETTE) == []  # the default: a crowded sentence is left alone
+    father, sister = swappable_edges(ANNETTE, crowded=True)
+    assert (father.edge, father.word, father.names_target) == (0, "father", True)
+    assert (sister.edge, sister.word, sister.names_target) == (1, "sister", True)
+    assert ANNETTE.story[father.start : father.end] == "father" and ANNETTE.story[sister.start : sister.end] == "sister"
+    # "his mother, [Dorothy]": Michael's mother is Dorothy, Annette's father's mother is her grandmother
+    swapped = swap_relation_word(ANNETTE, sister, "mother")
+    assert swapped.story == "[Annette] and her father [Michael] went to visit his mother, [Dorothy]."
+    assert (swapped.edges, swapped.target) == ([(0, 1, "father"), (1, 2, "mother")], "grandmother")
+    # "her uncle [Michael]": Annette's uncle's sister is her aunt (or her mother): no one answer, no swap
+    assert swap_relation_word(ANNETTE, father, "uncle") is None
+    # "her son [Michael]": Annette's son's sister is her daughter
+    swapped = swap_relation_word(ANNETTE, father, "son")
+    assert swapped.story.startswith("[Annette] and her son [Michael]") and swapped.target == "daughter"
+
+
+@pytest.mark.parametrize(
+    "story",
+    [
+        "[Annette] and [Michael], her father, went to visit [Dorothy], his sister.",  # each word after its person
+        "[Annette] and her father [Michael] went to visit his sister [Dorothy] and her sister.",  # "sister" twice
+    ],
+)
+def test_crowded_edges_whose_word_is_not_tied_to_its_person_are_not_swapped(story: str) -> None:
+    example = _example(story, ANNETTE.names, ANNETTE.genders, ANNETTE.edges, "aunt")
+    found = {s.word for s in swappable_edges(example, crowded=True)}
+    assert "sister" not in found
+    assert ("father" in found) == ("her father [Michael]" in story)
+
+
 def test_a_chain_the_algebra_disagrees_with_is_not_swapped() -> None:
     wrong_answer = _example("[Ann] hugged her son [Bob].", ["Ann", "Bob"], [FEMALE, MALE], [(0, 1, "son")], "uncle")
     assert swappable_edges(wrong_answer) == []
@@ -106,6 +148,11 @@ def test_the_hook_swaps_its_share_seeded_and_only_in_training() -> None:
     assert all(e is ANN_BOB_CAT for e in RelationSwap(0.0)(examples))
     with pytest.raises(ValueError, match="share of training stories"):
         RelationSwap(1.5)
+    torch.manual_seed(0)
+    crowded = RelationSwap(1.0, crowded=True)([ANNETTE] * 20)
+    assert all(e is not ANNETTE for e in crowded) and all(e is ANNETTE for e in RelationSwap(1.0)([ANNETTE] * 20))
+    with pytest.raises(ValueError, match="relation_swap_crowded widens relation_swap, which is 0"):
+        ClutrrDataModule(view="text", relation_swap_crowded=True)
     with pytest.raises(ValueError, match="relation_swap rewrites story text, which view='graph' does not read"):
         ClutrrDataModule(view="graph", relation_swap=0.5)
     with pytest.raises(ValueError, match="mix_stories and relation_swap rewrite story text"):
@@ -116,7 +163,8 @@ def test_the_hook_swaps_its_share_seeded_and_only_in_training() -> None:
 
 @pytest.mark.data
 @pytest.mark.skipif(not CLUTRR_ZIP.exists(), reason=f"CLUTRR reference data absent at {CLUTRR_ZIP}")
-def test_real_release_swaps_change_one_word_and_the_algebra_matches_clutrr() -> None:
+@pytest.mark.parametrize("crowded", [False, True])
+def test_real_release_swaps_change_one_word_and_the_algebra_matches_clutrr(crowded: bool) -> None:
     train = read_release(CLUTRR_ZIP).train
     # the algebra composes CLUTRR's own chains into CLUTRR's own answers (where it names one relation)
     answers = [(chain_answer(e.path), e.target) for e in train]
@@ -124,9 +172,9 @@ def test_real_release_swaps_change_one_word_and_the_algebra_matches_clutrr() -> 
     assert len(defined) > 0.7 * len(train) and sum(a == t for a, t in defined) > 0.98 * len(defined)
 
     rng = random.Random(0)
-    swapped_count = 0
+    swapped_count = checked = read_back = 0
     for example in train[:600]:
-        swapped = relation_swapped(example, rng)
+        swapped = relation_swapped(example, rng, swappable_edges(example, crowded))
         if swapped is example:
             continue
         swapped_count += 1
@@ -137,10 +185,14 @@ def test_real_release_swaps_change_one_word_and_the_algebra_matches_clutrr() -> 
         assert old in KIND_OF and new in KIND_OF and GENDER_OF_TERM[old] == GENDER_OF_TERM[new]
         assert swapped.target == chain_answer(swapped.path) and len(swapped.path) == example.k
         # read back, the swapped story states its new edge with the new word (unless it now fits both
-        # people, as "brother" does two brothers)
+        # people, as "brother" does two brothers). In a crowded sentence the new word may also be the word of
+        # another of its edges ("his daughter [M] ... her father [S]": "daughter" fits two edges), which the
+        # search then leaves alone: that may happen, rarely
         if KIND_OF[new] not in ("sibling", "spouse"):
-            assert new in {s.word for s in swappable_edges(swapped)}
-    assert swapped_count > 0.4 * 600
+            checked += 1
+            read_back += new in {s.word for s in swappable_edges(swapped, crowded)}
+    assert swapped_count > (0.5 if crowded else 0.4) * 600
+    assert read_back == checked if not crowded else read_back > 0.9 * checked
 
     dm = ClutrrDataModule(source="clutrr", view="text", batch_size=8, relation_swap=0.5)
     dm.setup("fit")

@@ -59,6 +59,7 @@ from laart_lab.data.clutrr_text import (
     gold_entity_edges,
     tokenize,
 )
+from laart_lab.data.name_gender import CENSUS, NameGenderLexicon
 from laart_lab.data.relation_swap import RelationSwap
 from laart_lab.data.story_chains import chained_stories
 from laart_lab.data.wording_split import EdgeWording, edge_wording, held_out_wording_split, sentence_templates
@@ -430,9 +431,15 @@ class ClutrrDataModule(SplitDataModule):
         relation_swap: text view, training only: share of stories whose one stated relation word is swapped
             for another (labels composed again), so the words around it stop predicting the relation
             (:mod:`laart_lab.data.relation_swap`). 0: off.
+        relation_swap_crowded: with ``relation_swap``, also swap words in sentences that name a third person or hold
+            a second kinship word, where the edge's word stands right before the person it names (same module).
         val_chained: add this many long stories to validation, each two or three validation stories joined
             at their query people (:mod:`laart_lab.data.story_chains`, k = 4..9), so that model selection
             and diagnostics see long chains as the test does, from the training file only. 0: off.
+        name_genders: text view: where each person's first-name gender evidence comes from (``StoryBatch.name_gender``,
+            :mod:`laart_lab.data.name_gender`): ``"census"`` (the US Census 1990 name lists), the path of a
+            ``name,female,male`` CSV file, or None (no such evidence in the batches). The model decides whether to
+            use it (``LaartModel(name_gender_weight=...)``).
         augment_generated: add this many generated kinship stories (:mod:`laart_lab.data.kinship`, of
             the ``generated_train_ks`` lengths, their own paraphrases) to the training split; validation
             and test stay the release's own.
@@ -459,8 +466,10 @@ class ClutrrDataModule(SplitDataModule):
         mix_stories: float = 0.0,
         length_pool: int = 0,
         relation_swap: float = 0.0,
+        relation_swap_crowded: bool = False,
         augment_generated: int = 0,
         val_chained: int = 0,
+        name_genders: str | None = CENSUS,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
         if view not in ("graph", "text"):
@@ -472,7 +481,10 @@ class ClutrrDataModule(SplitDataModule):
         if length_pool < 0:
             raise ValueError(f"length_pool counts batches (0: off); got {length_pool}")
         self.length_pool = length_pool
-        self.relation_swap = RelationSwap(relation_swap) if relation_swap != 0.0 else None  # it checks the share
+        if relation_swap_crowded and relation_swap == 0.0:
+            raise ValueError("relation_swap_crowded widens relation_swap, which is 0 (off): set relation_swap too")
+        # RelationSwap checks the share
+        self.relation_swap = RelationSwap(relation_swap, relation_swap_crowded) if relation_swap != 0.0 else None
         text_only = {"mix_stories": mix_stories, "relation_swap": relation_swap}
         if view == "graph" and (set_here := [name for name, value in text_only.items() if value]):
             raise ValueError(
@@ -485,6 +497,7 @@ class ClutrrDataModule(SplitDataModule):
         if val_chained < 0:
             raise ValueError(f"val_chained counts long validation stories (0: off); got {val_chained}")
         self.val_chained = val_chained
+        self.name_genders = NameGenderLexicon.load(name_genders) if name_genders and view == "text" else None
         self._tokenizer: WordTokenizer | None = None
         self._split_sets: tuple[list[ClutrrExample], list[ClutrrExample]] | None = None
         self._evaluation_index: _EvaluationFacts | None = None
@@ -641,6 +654,7 @@ class ClutrrDataModule(SplitDataModule):
                 self.tokenizer, self._index, self.max_entities, training=shuffle, task_k=task_k,
                 task_name=task_name, mix_stories=self.mix_stories if shuffle else 0.0,
                 mix_per_batch=self.length_pool > 1, augment=self.relation_swap if shuffle else None,
+                name_genders=self.name_genders,
             )  # fmt: skip
         else:
             collate = ReasoningCollator(self._index, task_k, task_name)

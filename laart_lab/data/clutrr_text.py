@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from laart_lab.data.kinship_algebra import compose, inverse_relation
+from laart_lab.data.name_gender import NameGenderLexicon
 
 PAD, UNK, ENTITY = "<pad>", "<unk>", "<ent>"
 SPECIAL_TOKENS = (PAD, UNK, ENTITY)
@@ -291,6 +292,9 @@ class StoryBatch:
     entity_slot: Tensor  #: long [B, E] the embedding slot each entity is read with
     entity_mask: Tensor  #: bool [B, E] True for real entities
     query: Tensor  #: long [B, 2] entities of the query's head and tail
+    #: float [B, E] log-odds that each person's first name is a woman's (0: unknown name, or padding);
+    #: None when the data module gives no name evidence (:mod:`laart_lab.data.name_gender`)
+    name_gender: Tensor | None = None
 
     def to(self, device: torch.device | str) -> StoryBatch:
         return _move(self, device)
@@ -357,6 +361,7 @@ class TextCollator:
             have every story mixed (for batches of like length, which a mix per story would undo).
         augment: training only: rewrites the batch's examples before they are mixed and encoded (for
             example :class:`~laart_lab.data.relation_swap.RelationSwap`).
+        name_genders: fills :attr:`StoryBatch.name_gender` from each person's name (None: left None).
     """
 
     def __init__(
@@ -370,6 +375,7 @@ class TextCollator:
         mix_stories: float = 0.0,
         mix_per_batch: bool = False,
         augment: Callable[[list[Any]], list[Any]] | None = None,
+        name_genders: NameGenderLexicon | None = None,
     ) -> None:
         self.tokenizer, self.relation_index, self.max_entities = tokenizer, relation_index, max_entities
         self.training, self.task_k, self.task_name = training, task_k, task_name
@@ -377,6 +383,7 @@ class TextCollator:
         if augment is not None and not training:
             raise ValueError("augment rewrites training stories; an evaluation collator reads them as written")
         self.augment = augment
+        self.name_genders = name_genders
 
     def __call__(self, examples: list[Any]) -> LaartBatch:
         if self.augment is not None:
@@ -425,6 +432,11 @@ class TextCollator:
             entity_mask=entity_mask,
             query=torch.tensor([s.query for s in encoded], dtype=torch.long),
         )
+        if self.name_genders is not None:
+            story.name_gender = torch.zeros(b, n)
+            for i, s in enumerate(encoded):
+                odds = [self.name_genders.log_odds(name) for name in s.entity_names]
+                story.name_gender[i, : len(odds)] = torch.tensor(odds)
         known_targets = all(e.target in self.relation_index for e in examples)
         target = torch.tensor([self.relation_index[e.target] for e in examples]) if known_targets else None
         meta = {

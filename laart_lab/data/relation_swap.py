@@ -18,9 +18,14 @@ Which person the word names decides how the edge changes. Gold edge ``(a, b, r)`
   and the edge becomes ``(a, b, inverse(new))``.
 
 An edge is not swapped when the word could name either person (two brothers: "brother" fits both),
-when the sentence names a third person or holds a second kinship word, when another sentence also
-names both people, for in-law terms (several words), or when the algebra cannot compose the new
-chain into one answer (the answer of the original chain must also agree with the gold target).
+when another sentence also names both people, for in-law terms (several words), or when the algebra
+cannot compose the new chain into one answer (the answer of the original chain must also agree with the
+gold target). A sentence that names a third person or holds a second kinship word ("[Annette] and her
+father [Michael] went to visit his sister [Dorothy]") is *crowded*: there a word could belong to
+another pair, so by default it is not swapped. With ``crowded=True`` it is, where the edge's word
+stands directly before a mention of the person it names ("father [Michael]", "sister, [Dorothy]") and
+occurs once in the sentence: such sentences are where a reader must tie each word to its pair, and
+unswapped, their templates can be learnt whole.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ class SwappableEdge:
     end: int
     word: str  #: the word as the story writes it, lower-cased
     names_target: bool  #: True: the word names the edge's second person (b), False: its first (a)
+    #: the kinship words of the edge's sentence: a swap never writes one of them, so that no word of the sentence
+    #: appears twice ("her daughter [A] and her mother [G]" never becomes "her mother [A] and her mother [G]")
+    sentence_words: frozenset[str] = frozenset()
 
 
 def chain_answer(path: list[str]) -> str | None:
@@ -62,8 +70,10 @@ def chain_answer(path: list[str]) -> str | None:
     return answer
 
 
-def swappable_edges(example: Any) -> list[SwappableEdge]:
-    """The gold edges of a story that :func:`swap_relation_word` may rewrite (see the module docstring)."""
+def swappable_edges(example: Any, crowded: bool = False) -> list[SwappableEdge]:
+    """The gold edges of a story that :func:`swap_relation_word` may rewrite (see the module docstring);
+    ``crowded``: also in sentences with a third person or a second kinship word, where the word directly
+    precedes a mention of the person it names."""
     if chain_answer(example.path) != example.target:
         return []
     names = [name.lower() for name in example.names]
@@ -74,18 +84,25 @@ def swappable_edges(example: Any) -> list[SwappableEdge]:
         if "-" in relation or a >= len(names) or b >= len(names):
             continue
         both = [i for i, people in enumerate(mentioned) if {names[a], names[b]} <= people]
-        if len(both) != 1 or len(mentioned[both[0]]) != 2:
+        if len(both) != 1:
             continue
         offset, text = sentences[both[0]]
         tokens = tokenize(text)
         if "law" in tokens:  # "father-in-law" reads as father, -, in, -, law
             continue
         words = [token for token in tokens if token in KIND_OF]
-        if len(words) != 1:
+        is_crowded = len(mentioned[both[0]]) != 2 or len(words) != 1
+        if is_crowded and not crowded:
             continue
-        word = words[0]
+        inverse = inverse_relation(relation, GENDER_NAMES.get(example.genders[a]))
+        # the word that states the edge: the sentence's only kinship word, or (crowded) the edge's word or its
+        # inverse right before a mention of the person it names
+        stating = words if not is_crowded else _words_before(text, {relation: names[b], inverse: names[a]})
+        if len(stating) != 1:
+            continue
+        word = stating[0]
         names_b = word == relation
-        names_a = word == inverse_relation(relation, GENDER_NAMES.get(example.genders[a]))
+        names_a = word == inverse
         if names_a == names_b:  # neither, or both (two brothers): the word's person is not known
             continue
         unnamed = _NAME.sub(lambda m: " " * len(m.group()), text)  # a name is never the word
@@ -93,8 +110,19 @@ def swappable_edges(example: Any) -> list[SwappableEdge]:
         if len(spans) != 1:
             continue
         start, end = spans[0]
-        found.append(SwappableEdge(index, offset + start, offset + end, word, names_target=names_b))
+        found.append(SwappableEdge(index, offset + start, offset + end, word, names_b, frozenset(words)))
     return found
+
+
+def _words_before(text: str, named_by: dict[str | None, str]) -> list[str]:
+    """Of the kinship words ``named_by`` (word -> the lower-case name it would name), those that stand directly
+    before a mention of that name in ``text`` ("sister [Dorothy]", "sister, [Dorothy]")."""
+    return [
+        word
+        for word, name in named_by.items()
+        if word is not None
+        and re.search(rf"\b{word}\b,?\s*\[\s*{re.escape(name)}\s*\]", text, flags=re.IGNORECASE) is not None
+    ]
 
 
 def swap_relation_word(example: Any, swappable: SwappableEdge, new_word: str) -> Any | None:
@@ -124,12 +152,13 @@ def swap_relation_word(example: Any, swappable: SwappableEdge, new_word: str) ->
 
 
 def relation_swapped(example: Any, rng: random.Random, swappable: list[SwappableEdge] | None = None) -> Any:
-    """``example`` with one of its swappable edges' words swapped for a random one of the same gender
-    whose chain composes; ``example`` itself when none does."""
+    """``example`` with one of its swappable edges' words swapped for a random one of the same gender, not
+    already in its sentence, whose chain composes; ``example`` itself when none does. ``swappable``: the edges
+    to draw from (default: :func:`swappable_edges` of uncrowded sentences)."""
     candidates = swappable_edges(example) if swappable is None else swappable
     for edge in rng.sample(candidates, len(candidates)):
         gender = GENDER_OF_TERM[edge.word]
-        words = [w for w in SWAP_WORDS if GENDER_OF_TERM[w] == gender and w != edge.word]
+        words = [w for w in SWAP_WORDS if GENDER_OF_TERM[w] == gender and w not in {edge.word, *edge.sentence_words}]
         for word in rng.sample(words, len(words)):
             swapped = swap_relation_word(example, edge, word)
             if swapped is not None:
@@ -140,12 +169,13 @@ def relation_swapped(example: Any, rng: random.Random, swappable: list[Swappable
 class RelationSwap:
     """Training augmentation for :class:`~laart_lab.data.clutrr_text.TextCollator`: a share of the
     examples of each batch get :func:`relation_swapped`. Draws come from torch's generator, as the
-    collator's other draws do, so a seeded run swaps the same stories."""
+    collator's other draws do, so a seeded run swaps the same stories. ``crowded``: swap in crowded
+    sentences too (:func:`swappable_edges`)."""
 
-    def __init__(self, share: float) -> None:
+    def __init__(self, share: float, crowded: bool = False) -> None:
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"relation_swap is a share of training stories, in [0, 1]; got {share}")
-        self.share = share
+        self.share, self.crowded = share, crowded
         self._swappable: dict[str, list[SwappableEdge]] = {}  # by example id: the search reads every sentence
 
     def __call__(self, examples: list[Any]) -> list[Any]:
@@ -158,5 +188,5 @@ class RelationSwap:
 
     def _edges(self, example: Any) -> list[SwappableEdge]:
         if example.id not in self._swappable:
-            self._swappable[example.id] = swappable_edges(example)
+            self._swappable[example.id] = swappable_edges(example, self.crowded)
         return self._swappable[example.id]

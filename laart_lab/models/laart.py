@@ -67,7 +67,10 @@ from laart_lab.reasoning.read_paths import best_paths, k_best_paths
 from laart_lab.registry import component_factory, make_specs_plain
 
 #: settings that change how the reader's weights are read, and their value in checkpoints from before each existed
-READING_SETTINGS: dict[str, Any] = {"gender_evidence": "pooled", "relation_head": "pair", "chain_search": "related"}
+READING_SETTINGS: dict[str, Any] = {
+    "gender_evidence": "pooled", "relation_head": "pair", "chain_search": "related", "pair_context": False,
+    "name_gender_input": False,
+}  # fmt: skip
 RelationHead = Literal["pair", "kinship_word"]
 ChainSearch = Literal["related", "stated"]
 EDGE_COUNTS = (
@@ -130,6 +133,11 @@ class LaartModel(LightningModule):
             checkpoints before it was an option were trained with) or ``"kinship_word"`` (the kind must come
             from a kinship word near the pair's mentions, context only says which word and whom it names:
             :mod:`~laart_lab.models.kinship_word_head`; needs gender-factorised relations).
+        name_gender_weight: at evaluation and prediction, each person's first-name gender log-odds (from the data's
+            name list, ``data.init_args.name_genders``) times this weight is added to the gender head's log-odds
+            (training: never); 0: off (:class:`StoryReader`). Chosen on validation (README).
+        name_gender_input: the reader's transformer also reads each mention's first-name gender log-odds, in training
+            and at evaluation (:class:`StoryReader`); False: what checkpoints before it was an option were trained with.
         pair_context: the pair head also reads a context vector pooled for each pair, where both of its
             mentions attend (:class:`~laart_lab.models.story_reader.PairContext`); False: what checkpoints before
             it was an option were trained with.
@@ -171,6 +179,8 @@ class LaartModel(LightningModule):
         chain_temperature: float = 1.0,
         read_temperature: float = 1.0,
         pair_context: bool = False,
+        name_gender_weight: float = 0.0,
+        name_gender_input: bool = False,
     ) -> None:
         super().__init__()
         if relation_names is not None:
@@ -218,6 +228,8 @@ class LaartModel(LightningModule):
         if read_temperature <= 0:
             raise ValueError(f"read_temperature divides the pair logits (> 0; 1: as trained); got {read_temperature}")
         self.read_temperature = read_temperature
+        if name_gender_weight < 0:
+            raise ValueError(f"name_gender_weight weighs name evidence (>= 0; 0: off); got {name_gender_weight}")
         attention_factory = component_factory(attention or DEFAULT_ATTENTION, "attention")
         self.reader = StoryReader(
             len(self.vocabulary),
@@ -236,6 +248,8 @@ class LaartModel(LightningModule):
             kinship_lexicon=lexicon,
             stated_head=chain_search == "stated",
             pair_context=pair_context,
+            name_gender_weight=name_gender_weight,
+            name_gender_input=name_gender_input,
         )
         self.reasoner: Reasoner = component_factory(reasoner, "reasoner")(num_relations)
         check_schedule(lr_schedule, "LaartModel")
@@ -536,6 +550,10 @@ class LaartModel(LightningModule):
         gender_probs = out.reader.gender_logits.float().softmax(-1).cpu()  # [B, E, 2]: female, male
         read_from = self._read_from(batch, out.reader)
         stated = None if out.reader.stated_logits is None else out.reader.stated_logits.sigmoid().cpu()
+        name_odds = batch.story.name_gender if self.reader.name_gender_weight > 0 else None  # the names, if heard
+
+        def from_name(i: int, x: int) -> dict[str, float]:  # what the first name said (log-odds female), if heard
+            return {} if name_odds is None else {"name_log_odds_female": round(float(name_odds[i, x].cpu()), 3)}
 
         def stated_at(i: int, x: int, y: int) -> dict[str, float]:  # chain_search "stated": what the chain walks
             return {} if stated is None else {"stated": round(float(stated[i, x, y]), 4)}
@@ -587,6 +605,7 @@ class LaartModel(LightningModule):
                         entities[x]: {
                             "gender": GENDER_NAMES[int(gender_probs[i, x].argmax()) + 1],
                             "confidence": round(float(gender_probs[i, x].max()), 4),
+                            **from_name(i, x),
                         }
                         for x in range(n)
                     },

@@ -26,6 +26,10 @@ entity mention carrying its entity slot's embedding. Three heads read the result
   reads of y's gender at each pair (x, y) whose closest mentions share a sentence (``"pairs"``, meant for a
   gendered word that belongs to the other person, "[A] and his wife [B] baked a cake for [C], his daughter";
   measured in the README: it did not read genders better, so no recipe uses it);
+  At evaluation, ``name_gender_weight`` times each person's first-name log-odds (``StoryBatch.name_gender``, from a
+  name list: :mod:`laart_lab.data.name_gender`) is added to the gender head's: the reader sees people as renamed
+  slots, so their names' genders reach it only this way ("[Jason]'s grandson [Scott]": Jason is a grandfather).
+  With ``name_gender_input`` the transformer also reads them: each mention carries its person's name log-odds;
 * **answer head** (the fast answer): the query's two entities and the pooled story, over the vocabulary;
 * **stated head** (optional, ``stated_head``), over every pair: does the story *state* this pair's relation
   (a fact of its chain), rather than only imply it ("[A]'s brother [B] and son [C]" states A-B and A-C and
@@ -89,6 +93,11 @@ class StoryReader(nn.Module):
             (:class:`~laart_lab.models.kinship_word_head.KinshipWordHead`); None: the free pair head alone.
         stated_head: also read whether the story states each pair (module docstring).
         pair_context: the pair head also reads the pair's pooled context (module docstring).
+        name_gender_input: every mention also carries its person's first-name gender log-odds into the transformer
+            (a learned direction times the log-odds / 4; module docstring), in training and at evaluation alike.
+        name_gender_weight: at evaluation, the weight of each person's first-name gender log-odds added to the
+            gender head's (module docstring); 0: off. Training never adds them. An attribute: set it on a trained
+            reader to read it again with another weight.
     """
 
     def __init__(
@@ -110,8 +119,12 @@ class StoryReader(nn.Module):
         kinship_lexicon: KinshipLexicon | None = None,
         stated_head: bool = False,
         pair_context: bool = False,
+        name_gender_input: bool = False,
+        name_gender_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        self.name_gender_weight = name_gender_weight
+        self.name_gender_input = nn.Linear(1, d_model, bias=False) if name_gender_input else None
         if gender_evidence not in get_args(GenderEvidence):
             raise ValueError(f"gender_evidence must be one of {get_args(GenderEvidence)}, got {gender_evidence!r}")
         self.gender_evidence = gender_evidence
@@ -180,6 +193,9 @@ class StoryReader(nn.Module):
         entity = story.token_entity.clamp_min(0)
         slots = story.entity_slot.gather(1, entity)  # [B, T]
         h = self.word(tokens) + torch.where(is_mention.unsqueeze(-1), self.slot(slots), 0.0)
+        if self.name_gender_input is not None:  # who is a woman or a man, by name, for "his" / "her" to refer to
+            odds = self._name_odds(story).gather(1, entity) * is_mention  # [B, T]
+            h = h + self.name_gender_input(odds.unsqueeze(-1) / 4.0)
         h = self.encoder(h, key_padding_mask=story.padding_mask)  # [B, T, D]
 
         n_entities = story.entity_slot.shape[1]
@@ -203,6 +219,8 @@ class StoryReader(nn.Module):
             said = said & ~torch.eye(said.shape[1], dtype=torch.bool, device=said.device)
             gender_logits = gender_logits + (pair_logits[..., -2:].float() * said.unsqueeze(-1)).sum(1)
             pair_logits = pair_logits[..., :-2]
+        if self.name_gender_weight and not self.training:
+            gender_logits = gender_logits + self._name_evidence(story)
         route_logits = free_pair_logits = sayable = evidence = stated_logits = None
         if self.stated_head:  # one fact, said from either side: both directions' log-odds together
             stated_logits = (pair_logits[..., -1] + pair_logits[..., -1].transpose(1, 2)).float() / 2
@@ -230,6 +248,22 @@ class StoryReader(nn.Module):
             evidence_token=evidence,
             stated_logits=stated_logits,
         )
+
+    def _name_evidence(self, story: StoryBatch) -> Tensor:
+        """``[B, E, 2]`` log-odds to add to the gender head's (female, male): half the weighted name log-odds each."""
+        half = 0.5 * self.name_gender_weight * self._name_odds(story)
+        return torch.stack([half, -half], -1)
+
+    @staticmethod
+    def _name_odds(story: StoryBatch) -> Tensor:
+        """``[B, E]`` first-name gender log-odds of the batch, or the error that names the data option to set."""
+        if story.name_gender is None:
+            raise ValueError(
+                "name_gender_weight and name_gender_input read each person's first-name gender, but the batch has "
+                "none: build the data with name evidence (data.init_args.name_genders: census, or a "
+                "name,female,male CSV file), or turn them off in model.init_args"
+            )
+        return story.name_gender.float()
 
     def _factorised(self, kind_logits: Tensor, gender_logits: Tensor) -> Tensor:
         """``log P(kind(r) | x, y) + log P(gender(y) = gender(r))`` per relation r, and ``log P(none)``."""
