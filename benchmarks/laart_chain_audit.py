@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script from a source checkout: make la
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
 
-from recipe_runs import add_checkpoint_arguments, checkpoint_cli, split_batches  # noqa: E402
+from recipe_runs import add_checkpoint_arguments, checkpoint_cli_from, split_batches  # noqa: E402
 
 from laart_lab.training_cli import LaartCLI  # noqa: E402
 
@@ -124,8 +124,7 @@ def main() -> None:
     add_checkpoint_arguments(parser)
     parser.add_argument("--step-costs", nargs="+", type=float, default=[0.05])
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    cli = checkpoint_cli(args.recipe, args.ckpt, args.extra)
+    cli = checkpoint_cli_from(args)
     results = audit(cli, args.split, args.min_k, args.step_costs)
     for setting, values in results.items():
         print(setting, "  ".join(f"{key}: {value:.3f}" for key, value in values.items() if key != "stories"),

@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script from a source checkout: make la
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/recipe_runs.py, also when loaded by path
 
-from recipe_runs import add_checkpoint_arguments, checkpoint_cli, split_batches  # noqa: E402
+from recipe_runs import add_checkpoint_arguments, checkpoint_cli_from, split_batches  # noqa: E402
 
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, INVERSE_KIND, KIND_OF  # noqa: E402
 from laart_lab.training_cli import LaartCLI  # noqa: E402
@@ -119,8 +119,7 @@ def main() -> None:
     add_checkpoint_arguments(parser)
     parser.add_argument("--top", type=int, default=15, help="how many confusions to print")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    cli = checkpoint_cli(args.recipe, args.ckpt, args.extra)
+    cli = checkpoint_cli_from(args)
     edges = read_edges(cli, args.split, args.min_k)
     counts, confusions = tally(edges)
     relations = per_relation(edges)

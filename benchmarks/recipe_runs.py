@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from laart_lab.checkpoints import read_checkpoint
 from laart_lab.recipes import recipe_path
 from laart_lab.training_cli import LaartCLI
@@ -55,6 +57,12 @@ def split_batches(data: Any, split: str) -> list[Any]:
     data.setup("fit" if split == "val" else "test")
     loaders = data.val_dataloader() if split == "val" else data.test_dataloader()
     return [batch for loader in (loaders if isinstance(loaders, list) else [loaders]) for batch in loader]
+
+
+def checkpoint_cli_from(args: argparse.Namespace) -> LaartCLI:
+    """:func:`checkpoint_cli` for the arguments of :func:`add_checkpoint_arguments`, with torch's threads set."""
+    torch.set_num_threads(args.threads)
+    return checkpoint_cli(args.recipe, args.ckpt, args.extra)
 
 
 def checkpoint_cli(recipe: str, ckpt: str, extra: list[str]) -> LaartCLI:

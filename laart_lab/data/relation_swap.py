@@ -97,7 +97,7 @@ def swappable_edges(example: Any, crowded: bool = False) -> list[SwappableEdge]:
         inverse = inverse_relation(relation, GENDER_NAMES.get(example.genders[a]))
         # the word that states the edge: the sentence's only kinship word, or (crowded) the edge's word or its
         # inverse right before a mention of the person it names
-        stating = words if not is_crowded else _words_before(text, {relation: names[b], inverse: names[a]})
+        stating = words if not is_crowded else _words_before(text, [(relation, names[b]), (inverse, names[a])])
         if len(stating) != 1:
             continue
         word = stating[0]
@@ -114,12 +114,13 @@ def swappable_edges(example: Any, crowded: bool = False) -> list[SwappableEdge]:
     return found
 
 
-def _words_before(text: str, named_by: dict[str | None, str]) -> list[str]:
-    """Of the kinship words ``named_by`` (word -> the lower-case name it would name), those that stand directly
-    before a mention of that name in ``text`` ("sister [Dorothy]", "sister, [Dorothy]")."""
+def _words_before(text: str, named_by: list[tuple[str | None, str]]) -> list[str]:
+    """Of the kinship words ``named_by`` (word, the lower-case name it would name), those that stand directly
+    before a mention of that name in ``text`` ("sister [Dorothy]", "sister, [Dorothy]"). A word that could name
+    either person (two brothers) is listed once per person it stands before."""
     return [
         word
-        for word, name in named_by.items()
+        for word, name in named_by
         if word is not None
         and re.search(rf"\b{word}\b,?\s*\[\s*{re.escape(name)}\s*\]", text, flags=re.IGNORECASE) is not None
     ]

@@ -550,10 +550,11 @@ class LaartModel(LightningModule):
         gender_probs = out.reader.gender_logits.float().softmax(-1).cpu()  # [B, E, 2]: female, male
         read_from = self._read_from(batch, out.reader)
         stated = None if out.reader.stated_logits is None else out.reader.stated_logits.sigmoid().cpu()
-        name_odds = batch.story.name_gender if self.reader.name_gender_weight > 0 else None  # the names, if heard
+        heard = batch.story.name_gender if self.reader.name_gender_weight > 0 else None  # the names, if heard
+        name_odds = None if heard is None else heard.cpu()
 
         def from_name(i: int, x: int) -> dict[str, float]:  # what the first name said (log-odds female), if heard
-            return {} if name_odds is None else {"name_log_odds_female": round(float(name_odds[i, x].cpu()), 3)}
+            return {} if name_odds is None else {"name_log_odds_female": round(float(name_odds[i, x]), 3)}
 
         def stated_at(i: int, x: int, y: int) -> dict[str, float]:  # chain_search "stated": what the chain walks
             return {} if stated is None else {"stated": round(float(stated[i, x, y]), 4)}
