@@ -425,6 +425,9 @@ class ClutrrDataModule(SplitDataModule):
         min_word_count: text view: words seen fewer times in the training stories read as ``<unk>``.
         mix_stories: text view, training only: share of stories interleaved with a second training story
             as distractor text (:class:`~laart_lab.data.clutrr_text.TextCollator`).
+        mix_passages: with ``mix_stories``, interleave whole passages, not sentences, so that a fact stated across
+            two sentences or a pronoun that refers back is not cut from what it needs
+            (:func:`~laart_lab.data.clutrr_text.story_passages`). False: sentence by sentence.
         length_pool: training: sort each run of this many batches by story length before cutting it into
             batches (:func:`~laart_lab.data.resumable.length_pooled`), so batches pad little; text view: with
             ``mix_stories``, whole batches are then mixed (a share ``mix_stories`` of them). 0: off.
@@ -464,6 +467,7 @@ class ClutrrDataModule(SplitDataModule):
         max_entities: int = 32,
         min_word_count: int = 2,
         mix_stories: float = 0.0,
+        mix_passages: bool = False,
         length_pool: int = 0,
         relation_swap: float = 0.0,
         relation_swap_crowded: bool = False,
@@ -478,6 +482,9 @@ class ClutrrDataModule(SplitDataModule):
         if not 0.0 <= mix_stories <= 1.0:
             raise ValueError(f"mix_stories is a share of training stories, in [0, 1]; got {mix_stories}")
         self.mix_stories = mix_stories
+        if mix_passages and mix_stories == 0.0:
+            raise ValueError("mix_passages says how mix_stories mixes stories, and mix_stories is 0 (off): set it too")
+        self.mix_passages = mix_passages
         if length_pool < 0:
             raise ValueError(f"length_pool counts batches (0: off); got {length_pool}")
         self.length_pool = length_pool
@@ -654,7 +661,7 @@ class ClutrrDataModule(SplitDataModule):
                 self.tokenizer, self._index, self.max_entities, training=shuffle, task_k=task_k,
                 task_name=task_name, mix_stories=self.mix_stories if shuffle else 0.0,
                 mix_per_batch=self.length_pool > 1, augment=self.relation_swap if shuffle else None,
-                name_genders=self.name_genders,
+                name_genders=self.name_genders, mix_passages=self.mix_passages,
             )  # fmt: skip
         else:
             collate = ReasoningCollator(self._index, task_k, task_name)

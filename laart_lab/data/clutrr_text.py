@@ -244,15 +244,60 @@ def renamed_mentions(story: str, new_name: Callable[[str], str]) -> str:
     return _MENTION.sub(lambda m: f"[{new_name(m.group(1))}]", story)
 
 
-def mixed_story(first: Any, second: Any, seed: int) -> Any:
+#: a sentence that starts with one of these refers back to the sentence before it ("Her name is [Guillermina].")
+_REFERS_BACK = frozenset({"he", "she", "his", "her", "him", "they", "their", "them", "both"})
+_FIRST_WORD = re.compile(r"[a-z]+")
+
+
+def story_passages(example: Any) -> list[str]:
+    """The story's ended sentences (:func:`ended_sentences`) grouped into passages that text from elsewhere may be
+    put between without cutting what a sentence refers to. A sentence stays with the one before it when it names
+    nobody ("They threw a ball around."), starts with a pronoun ("Her name is [Guillermina]."), or ends a fact the
+    story states across sentences: a gold edge whose two people no sentence names together keeps every sentence from
+    a sentence of one to the closest sentence of the other in one passage ("[Christopher] loves movies with his
+    daughter. Her name is [Guillermina].")."""
+    sentences = ended_sentences(example.story)
+    named = [{name.strip().lower() for name in _MENTION.findall(sentence)} for sentence in sentences]
+    joined = [False] * len(sentences)  # joined[i]: sentence i stays with sentence i - 1
+    for i in range(1, len(sentences)):
+        first = _FIRST_WORD.search(sentences[i].lower())
+        joined[i] = not named[i] or (first is not None and first.start() < 2 and first.group() in _REFERS_BACK)
+    people = [name.strip().lower() for name in example.names]
+    for a, b, _ in example.edges:
+        in_a = [i for i, names in enumerate(named) if people[a] in names]
+        in_b = [i for i, names in enumerate(named) if people[b] in names]
+        if not in_a or not in_b or set(in_a) & set(in_b):
+            continue
+        closest = min(abs(i - j) for i in in_a for j in in_b)
+        for i, j in ((i, j) for i in in_a for j in in_b if abs(i - j) == closest):  # which pair states it: any
+            for k in range(min(i, j) + 1, max(i, j) + 1):
+                joined[k] = True
+    passages: list[str] = []
+    for sentence, stays in zip(sentences, joined):
+        if stays and passages:
+            passages[-1] = f"{passages[-1]} {sentence}"
+        else:
+            passages.append(sentence)
+    return passages
+
+
+def mixed_story(first: Any, second: Any, seed: int, passages: bool = False) -> Any:
     """``first`` with ``second``'s sentences interleaved (each story keeps its own order), ``second``'s
-    people renamed apart; gold facts of both, query and answer of ``first`` (training augmentation)."""
+    people renamed apart; gold facts of both, query and answer of ``first`` (training augmentation).
+    ``passages``: interleave :func:`story_passages` instead of sentences, so that no fact stated across sentences
+    and no pronoun that refers to the sentence before is cut from what it needs."""
     import random
 
     rename = {name: f"{name} {seed % 997}x{j}" for j, name in enumerate(second.names)}
-    story2 = renamed_mentions(second.story, lambda name: rename.get(name.strip(), name + " x"))
+
+    def renamed(text: str) -> str:
+        return renamed_mentions(text, lambda name: rename.get(name.strip(), name + " x"))
+
     # ended sentences, so that no sentence spans both stories
-    parts1, parts2 = ended_sentences(first.story), ended_sentences(story2)
+    if passages:
+        parts1, parts2 = story_passages(first), [renamed(part) for part in story_passages(second)]
+    else:
+        parts1, parts2 = ended_sentences(first.story), ended_sentences(renamed(second.story))
     order = [0] * len(parts1) + [1] * len(parts2)
     random.Random(seed).shuffle(order)
     sources = (iter(parts1), iter(parts2))
@@ -359,6 +404,7 @@ class TextCollator:
             pairs are supervised too. The query and answer stay the first story's.
         mix_per_batch: with ``mix_stories``, draw once per batch: a share ``mix_stories`` of the batches
             have every story mixed (for batches of like length, which a mix per story would undo).
+        mix_passages: with ``mix_stories``, interleave passages rather than sentences (:func:`story_passages`).
         augment: training only: rewrites the batch's examples before they are mixed and encoded (for
             example :class:`~laart_lab.data.relation_swap.RelationSwap`).
         name_genders: fills :attr:`StoryBatch.name_gender` from each person's name (None: left None).
@@ -376,10 +422,11 @@ class TextCollator:
         mix_per_batch: bool = False,
         augment: Callable[[list[Any]], list[Any]] | None = None,
         name_genders: NameGenderLexicon | None = None,
+        mix_passages: bool = False,
     ) -> None:
         self.tokenizer, self.relation_index, self.max_entities = tokenizer, relation_index, max_entities
         self.training, self.task_k, self.task_name = training, task_k, task_name
-        self.mix_stories, self.mix_per_batch = mix_stories, mix_per_batch
+        self.mix_stories, self.mix_per_batch, self.mix_passages = mix_stories, mix_per_batch, mix_passages
         if augment is not None and not training:
             raise ValueError("augment rewrites training stories; an evaluation collator reads them as written")
         self.augment = augment
@@ -393,7 +440,7 @@ class TextCollator:
             if self.mix_per_batch:  # the whole batch or none of it, so its stories keep like lengths
                 draws = [draws[0]] * len(examples)
             examples = [
-                mixed_story(e, examples[(i + 1) % len(examples)], int(1e9 * draws[i]))
+                mixed_story(e, examples[(i + 1) % len(examples)], int(1e9 * draws[i]), self.mix_passages)
                 if draws[i] < self.mix_stories
                 and len(e.names) + len(examples[(i + 1) % len(examples)].names) <= self.max_entities
                 else e

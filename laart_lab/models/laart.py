@@ -62,14 +62,14 @@ from laart_lab.errors import UserError
 from laart_lab.models.charlm import DEFAULT_ATTENTION
 from laart_lab.models.kinship_word_head import KinshipLexicon
 from laart_lab.models.lr_schedule import LrSchedule, check_schedule, fit_timer, time_progress, warmup_cosine
-from laart_lab.models.story_reader import GenderEvidence, ReaderOutput, StoryReader
+from laart_lab.models.story_reader import GenderEvidence, MentionChoice, ReaderOutput, StoryReader
 from laart_lab.reasoning.read_paths import best_paths, k_best_paths
 from laart_lab.registry import component_factory, make_specs_plain
 
 #: settings that change how the reader's weights are read, and their value in checkpoints from before each existed
 READING_SETTINGS: dict[str, Any] = {
     "gender_evidence": "pooled", "relation_head": "pair", "chain_search": "related", "pair_context": False,
-    "name_gender_input": False,
+    "name_gender_input": False, "mention_choice": "closest",
 }  # fmt: skip
 RelationHead = Literal["pair", "kinship_word"]
 ChainSearch = Literal["related", "stated"]
@@ -141,6 +141,9 @@ class LaartModel(LightningModule):
         pair_context: the pair head also reads a context vector pooled for each pair, where both of its
             mentions attend (:class:`~laart_lab.models.story_reader.PairContext`); False: what checkpoints before
             it was an option were trained with.
+        mention_choice: where the reader reads a pair that no sentence names together: at the closest mentions
+            (``"closest"``; what checkpoints before it was an option were trained with) or at a learned choice of
+            mention pair (``"learned"``; :mod:`~laart_lab.models.mention_choice`).
     """
 
     def __init__(
@@ -181,6 +184,7 @@ class LaartModel(LightningModule):
         pair_context: bool = False,
         name_gender_weight: float = 0.0,
         name_gender_input: bool = False,
+        mention_choice: MentionChoice = "closest",
     ) -> None:
         super().__init__()
         if relation_names is not None:
@@ -250,6 +254,7 @@ class LaartModel(LightningModule):
             pair_context=pair_context,
             name_gender_weight=name_gender_weight,
             name_gender_input=name_gender_input,
+            mention_choice=mention_choice,
         )
         self.reasoner: Reasoner = component_factory(reasoner, "reasoner")(num_relations)
         check_schedule(lr_schedule, "LaartModel")

@@ -13,6 +13,9 @@ entity mention carrying its entity slot's embedding. Three heads read the result
   female) the head reads the kind of the pair and takes y's gender from the gender head, which hears
   every mention of y ("her", "his"); the relation's probability is the product of the two, and the
   kind is read from both directions at once (``inverse_kinds``: x's parent y is y's child x). With
+  ``mention_choice="learned"``, a pair that no sentence names together ("[C] loves movies with his daughter. Her name
+  is [G].") is read at mention states weighted by a learned choice of mention pair
+  (:mod:`~laart_lab.models.mention_choice`) instead of at its closest mentions. With
   ``pair_context`` the head also reads a context vector pooled *for the pair* (localized context pooling,
   as ATLOP does for document-level relation extraction): each of x's and y's closest mentions attends over
   the story's tokens, per head; the product of the two attentions, renormalised, weighs the token states,
@@ -50,10 +53,12 @@ from laart_lab.components.attention import AttentionFactory
 from laart_lab.components.memory import MemoryFactory
 from laart_lab.data.clutrr_text import StoryBatch
 from laart_lab.models.kinship_word_head import KinshipLexicon, KinshipWordHead
+from laart_lab.models.mention_choice import LearnedMentionChoice
 from laart_lab.models.token_positions import distance_bucket, states_at
 from laart_lab.models.transformer import TransformerStack
 
 GenderEvidence = Literal["pooled", "mentions", "pairs"]
+MentionChoice = Literal["closest", "learned"]
 _FAR = 10**6  # distance of a pair of mentions that cannot be used (padding, or not the two entities)
 _SENTENCE_APART = 10**4  # added to the distance of two mentions in different sentences
 
@@ -98,6 +103,10 @@ class StoryReader(nn.Module):
         name_gender_weight: at evaluation, the weight of each person's first-name gender log-odds added to the
             gender head's (module docstring); 0: off. Training never adds them. An attribute: set it on a trained
             reader to read it again with another weight.
+        mention_choice: where a pair that no sentence names together is read: at its closest mentions
+            (``"closest"``), or at mention states weighted by a learned choice of the mention pair
+            (``"learned"``, :mod:`~laart_lab.models.mention_choice`). Pairs within a sentence are read at their
+            closest mentions either way.
     """
 
     def __init__(
@@ -121,8 +130,12 @@ class StoryReader(nn.Module):
         pair_context: bool = False,
         name_gender_input: bool = False,
         name_gender_weight: float = 0.0,
+        mention_choice: MentionChoice = "closest",
     ) -> None:
         super().__init__()
+        if mention_choice not in get_args(MentionChoice):
+            raise ValueError(f"mention_choice must be one of {get_args(MentionChoice)}, got {mention_choice!r}")
+        self.mention_choice = LearnedMentionChoice(d_model) if mention_choice == "learned" else None
         self.name_gender_weight = name_gender_weight
         self.name_gender_input = nn.Linear(1, d_model, bias=False) if name_gender_input else None
         if gender_evidence not in get_args(GenderEvidence):
@@ -209,7 +222,13 @@ class StoryReader(nn.Module):
             gender_logits = self.gender_head(pooled)
         pos_x, pos_y = self._closest_mentions(story, pooled.shape[1])
         same = self._same_sentence(story, pos_x, pos_y)
-        features = self._pair_features(h, pooled, pos_x, pos_y, same)
+        state_x, state_y = states_at(h, pos_x), states_at(h, pos_y)
+        if self.mention_choice is not None:  # a pair no sentence names together: its mentions weighed, learned
+            position, owner = self._mention_list(story)
+            soft_x, soft_y = self.mention_choice(h, position, owner, pooled.shape[1])
+            apart = ~same.unsqueeze(-1)
+            state_x, state_y = torch.where(apart, soft_x, state_x), torch.where(apart, soft_y, state_y)
+        features = self._pair_features(pooled, state_x, state_y, pos_x, pos_y, same)
         if self.pair_context is not None:
             features = torch.cat([features, self.pair_context(h, story.padding_mask, pos_x, pos_y)], -1)
         pair_logits = self.pair_head(features)
@@ -280,13 +299,8 @@ class StoryReader(nn.Module):
         """Token positions ``[B, E, E]`` of the closest mentions of x and of y, for every entity pair (x, y):
         closest in tokens, but a pair of mentions in one sentence before any pair across sentences."""
         b = story.tokens.shape[0]
-        is_mention = story.token_entity >= 0
-        # mentions as a compact list per example: positions [B, M] (padding: position 0, masked)
-        order = torch.argsort((~is_mention).to(torch.int8), dim=1, stable=True)
-        m = int(is_mention.sum(1).max().clamp_min(1))
-        position = order[:, :m]
-        valid = is_mention.gather(1, position)
-        owner = torch.where(valid, story.token_entity.gather(1, position), -1)  # [B, M]
+        position, owner = self._mention_list(story)
+        m = position.shape[1]
         distance = position.unsqueeze(2) - position.unsqueeze(1)  # [B, M, M]: i - j
         of_x = owner.unsqueeze(-1) == torch.arange(n_entities, device=position.device)  # [B, M, E]
         usable = of_x.unsqueeze(2).unsqueeze(4) & of_x.unsqueeze(1).unsqueeze(3)  # [B, Mi, Mj, Ex, Ey]
@@ -300,18 +314,29 @@ class StoryReader(nn.Module):
         return pos_x.view(b, n_entities, n_entities), pos_y.view(b, n_entities, n_entities)
 
     @staticmethod
+    def _mention_list(story: StoryBatch) -> tuple[Tensor, Tensor]:
+        """The mentions as a compact list per example: token positions ``[B, M]`` and the entity each names, -1 for
+        padding (at position 0)."""
+        is_mention = story.token_entity >= 0
+        order = torch.argsort((~is_mention).to(torch.int8), dim=1, stable=True)
+        m = int(is_mention.sum(1).max().clamp_min(1))
+        position = order[:, :m]
+        valid = is_mention.gather(1, position)
+        return position, torch.where(valid, story.token_entity.gather(1, position), -1)
+
+    @staticmethod
     def _same_sentence(story: StoryBatch, pos_x: Tensor, pos_y: Tensor) -> Tensor:
         """bool ``[B, E, E]``: the closest mentions of x and of y are in one sentence."""
         b = pos_x.shape[0]
         flat_x, flat_y = pos_x.reshape(b, -1), pos_y.reshape(b, -1)
         return (story.sentence.gather(1, flat_x) == story.sentence.gather(1, flat_y)).view_as(pos_x)
 
-    def _pair_features(self, h: Tensor, pooled: Tensor, pos_x: Tensor, pos_y: Tensor, same: Tensor) -> Tensor:
-        """``[B, E, E, 5D]``: the closest mentions of x and y, their signed distance and whether they share a
-        sentence (``same``), both entities."""
+    def _pair_features(
+        self, pooled: Tensor, state_x: Tensor, state_y: Tensor, pos_x: Tensor, pos_y: Tensor, same: Tensor
+    ) -> Tensor:
+        """``[B, E, E, 5D]``: the states x and y are read at (their closest mentions, or the learned choice), the
+        signed distance of the closest mentions and whether they share a sentence (``same``), both entities."""
         n_entities = pooled.shape[1]
-        state_x = states_at(h, pos_x)
-        state_y = states_at(h, pos_y)
         signed = pos_y - pos_x
         relative = self.distance(distance_bucket(signed, self.distance_buckets)) + self.same_sentence(same.long())
         ex = pooled.unsqueeze(2).expand(-1, -1, n_entities, -1)
