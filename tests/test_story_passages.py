@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import random
-import re
 
 import pytest
 
 from laart_lab.data.clutrr import ClutrrDataModule, parse_row, read_release
-from laart_lab.data.clutrr_text import ended_sentences, mixed_story, story_passages
+from laart_lab.data.clutrr_text import ended_sentences, mixed_story, people_named, story_passages
 from laart_lab.paths import data_path
 from tests.test_laart import DOROTHY
 
@@ -22,11 +21,6 @@ def row(story: str, names: list[str], edges: list[tuple[int, int, str]], genders
          "query_edge": str((0, len(names) - 1))},
         "hand-made row",
     )  # fmt: skip
-
-
-def people_in(text: str) -> set[str]:
-    """The people a text names (bracketed mentions), as the data module compares names: stripped, lower case."""
-    return {name.strip().lower() for name in re.findall(r"\[([^\]]+)\]", text)}
 
 
 def test_each_rule_keeps_a_sentence_with_the_one_before() -> None:
@@ -49,7 +43,7 @@ def test_each_rule_keeps_a_sentence_with_the_one_before() -> None:
     assert " ".join(passages) == " ".join(ended_sentences(story))  # nothing lost, nothing reordered
     names = [n.strip().lower() for n in example.names]
     for a, b, _ in example.edges:  # every gold fact is named within one passage
-        assert any({names[a], names[b]} <= people_in(p) for p in passages), (names[a], names[b])
+        assert any({names[a], names[b]} <= people_named(p) for p in passages), (names[a], names[b])
 
 
 def test_a_fact_across_sentences_is_kept_whole_by_its_gold_edge() -> None:
@@ -102,7 +96,7 @@ def test_real_release_every_gold_fact_is_named_within_one_passage() -> None:
         assert " ".join(parts) == " ".join(ended_sentences(example.story))
         names = [n.strip().lower() for n in example.names]
         for a, b, _ in example.edges:
-            assert any({names[a], names[b]} <= people_in(part) for part in parts)
+            assert any({names[a], names[b]} <= people_named(part) for part in parts)
         sentences += len(ended_sentences(example.story))
         passages += len(parts)
     assert passages < sentences < 1.5 * passages  # passages still leave plenty of places to mix at

@@ -239,6 +239,11 @@ def ended_sentences(story: str) -> list[str]:
     return [sentence if sentence[-1] in ".!?" else sentence + " ." for sentence in story_sentences(story)]
 
 
+def people_named(text: str) -> set[str]:
+    """The people a text names: its bracketed mentions, stripped and lower-cased (as entity names are compared)."""
+    return {name.strip().lower() for name in _MENTION.findall(text)}
+
+
 def renamed_mentions(story: str, new_name: Callable[[str], str]) -> str:
     """``story`` with each bracketed name ``[n]`` written ``[new_name(n)]`` (``n`` as written, not stripped)."""
     return _MENTION.sub(lambda m: f"[{new_name(m.group(1))}]", story)
@@ -257,7 +262,7 @@ def story_passages(example: Any) -> list[str]:
     a sentence of one to the closest sentence of the other in one passage ("[Christopher] loves movies with his
     daughter. Her name is [Guillermina].")."""
     sentences = ended_sentences(example.story)
-    named = [{name.strip().lower() for name in _MENTION.findall(sentence)} for sentence in sentences]
+    named = [people_named(sentence) for sentence in sentences]
     joined = [False] * len(sentences)  # joined[i]: sentence i stays with sentence i - 1
     for i in range(1, len(sentences)):
         first = _FIRST_WORD.search(sentences[i].lower())

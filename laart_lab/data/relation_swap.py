@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from laart_lab.data.clutrr_text import GENDER_NAMES, sentence_spans, tokenize
+from laart_lab.data.clutrr_text import GENDER_NAMES, people_named, sentence_spans, tokenize
 from laart_lab.data.kinship_algebra import GENDER_OF_TERM, KIND_OF, compose, inverse_relation
 
 _NAME = re.compile(r"\[[^\]]+\]")
@@ -78,7 +78,7 @@ def swappable_edges(example: Any, crowded: bool = False) -> list[SwappableEdge]:
         return []
     names = [name.lower() for name in example.names]
     sentences = sentence_spans(example.story)
-    mentioned = [{token[1:-1].strip() for token in tokenize(text) if token.startswith("[")} for _, text in sentences]
+    mentioned = [people_named(text) for _, text in sentences]
     found = []
     for index, (a, b, relation) in enumerate(example.edges):
         if "-" in relation or a >= len(names) or b >= len(names):

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
-from laart_lab.data.clutrr_text import story_sentences
+from laart_lab.data.clutrr_text import people_named, story_sentences
 
 _NAME = re.compile(r"\[([^\]]+)\]")
 
@@ -111,7 +111,7 @@ def edge_wording(
     links them). ``entity_names`` are the story's entities as the tokenizer reads them (lower-cased).
     """
     sentences = story_sentences(story)
-    named = [{name.strip().lower() for name in _NAME.findall(sentence)} for sentence in sentences]
+    named = [people_named(sentence) for sentence in sentences]
     templates = [_template(sentence) for sentence in sentences]
     wording: list[EdgeWording] = []
     for a, b, _ in edges:

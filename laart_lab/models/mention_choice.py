@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from laart_lab.models.token_positions import states_at
+
 #: the closeness prior: a mention pair this many tokens further apart is e times less likely to state the fact
 DISTANCE_SCALE = 8.0
 
@@ -44,15 +46,15 @@ class LearnedMentionChoice(nn.Module):
             h: ``[B, T, D]`` token states; position: ``[B, M]`` each mention's token position;
             owner: ``[B, M]`` the entity each mention names, -1 for padding.
         """
-        mention = h.gather(1, position.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # [B, M, D]
+        mention = states_at(h, position)  # [B, M, D]
         q, k = self.query(mention), self.key(mention)
         scale = mention.shape[-1] ** 0.5
         score = (q @ k.transpose(1, 2) + k @ q.transpose(1, 2)).float() / scale  # [B, Mi, Mj], symmetric
         distance = (position.unsqueeze(2) - position.unsqueeze(1)).abs().float()
         score = score - distance / DISTANCE_SCALE
-        of = torch.nn.functional.one_hot(owner.clamp_min(0), n_entities).bool() & (owner >= 0).unsqueeze(-1)
-        # usable[b, x, y, i, j]: mention i names x and mention j names y
-        usable = of.permute(0, 2, 1)[:, :, None, :, None] & of.permute(0, 2, 1)[:, None, :, None, :]
+        names = owner.unsqueeze(1) == torch.arange(n_entities, device=owner.device).unsqueeze(-1)  # [B, E, M]
+        # usable[b, x, y, i, j]: mention i names x and mention j names y (padding, owner -1, names nobody)
+        usable = names[:, :, None, :, None] & names[:, None, :, None, :]
         logits = score[:, None, None].masked_fill(~usable, float("-inf"))
         b, m = position.shape
         weights = logits.view(b, n_entities, n_entities, m * m).softmax(-1).nan_to_num(0.0)  # no mentions: zeros

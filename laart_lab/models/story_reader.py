@@ -220,12 +220,12 @@ class StoryReader(nn.Module):
             gender_logits = torch.einsum("bte,btc->bec", mentions, self.gender_head(h).float())
         else:
             gender_logits = self.gender_head(pooled)
-        pos_x, pos_y = self._closest_mentions(story, pooled.shape[1])
+        mentions = self._mention_list(story)
+        pos_x, pos_y = self._closest_mentions(story, pooled.shape[1], mentions)
         same = self._same_sentence(story, pos_x, pos_y)
         state_x, state_y = states_at(h, pos_x), states_at(h, pos_y)
         if self.mention_choice is not None:  # a pair no sentence names together: its mentions weighed, learned
-            position, owner = self._mention_list(story)
-            soft_x, soft_y = self.mention_choice(h, position, owner, pooled.shape[1])
+            soft_x, soft_y = self.mention_choice(h, *mentions, pooled.shape[1])
             apart = ~same.unsqueeze(-1)
             state_x, state_y = torch.where(apart, soft_x, state_x), torch.where(apart, soft_y, state_y)
         features = self._pair_features(pooled, state_x, state_y, pos_x, pos_y, same)
@@ -295,11 +295,14 @@ class StoryReader(nn.Module):
         relations = kind[..., self.relation_kind] + of_y[..., self.relation_gender]
         return torch.cat([relations, kind[..., -1:]], -1)
 
-    def _closest_mentions(self, story: StoryBatch, n_entities: int) -> tuple[Tensor, Tensor]:
+    def _closest_mentions(
+        self, story: StoryBatch, n_entities: int, mentions: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Token positions ``[B, E, E]`` of the closest mentions of x and of y, for every entity pair (x, y):
-        closest in tokens, but a pair of mentions in one sentence before any pair across sentences."""
+        closest in tokens, but a pair of mentions in one sentence before any pair across sentences. ``mentions``:
+        the story's :meth:`_mention_list`, when the caller has it already."""
         b = story.tokens.shape[0]
-        position, owner = self._mention_list(story)
+        position, owner = self._mention_list(story) if mentions is None else mentions
         m = position.shape[1]
         distance = position.unsqueeze(2) - position.unsqueeze(1)  # [B, M, M]: i - j
         of_x = owner.unsqueeze(-1) == torch.arange(n_entities, device=position.device)  # [B, M, E]
